@@ -1,0 +1,1 @@
+"""Generative evaluation: FID, cluster metrics, classifier fidelity, std maps, novelty."""

@@ -1,0 +1,1 @@
+"""Flare forecasters: tasks, models, losses, metrics, training, evaluation, ablation."""

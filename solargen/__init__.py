@@ -1,0 +1,2 @@
+"""solargen: generative augmentation studio for solar-flare forecasting."""
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Data layer: sources, GOES flux, flare catalogues, label rules, splits, datasets."""

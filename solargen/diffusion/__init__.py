@@ -1,0 +1,1 @@
+"""Conditional diffusion: conditioning, pipeline, training, sampling."""
