@@ -2,6 +2,8 @@
 
 Classes by 1-8 Angstrom peak flux F (W m^-2): A < 1e-7 <= B < 1e-6 <= C < 1e-5 <= M < 1e-4 <= X.
 The sub-class is linear inside a decade (M2.5 = 2.5e-5); X continues past X9.9 (X28 = 2.8e-3).
+Catalogues also hold numbers below 1 (HEK 'C0.9' = 9e-7, i.e. B9 after rescaling): accepted as
+written. The 1e-9 W m^-2 sensor floor and fill values are missing data, never A-class Sun.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ CLASS_FLOOR: dict[str, float] = {"A": 1e-8, "B": 1e-7, "C": 1e-6, "M": 1e-5, "X"
 MIN_FLUX, MAX_FLUX = 1e-9, 1e-2
 # Values that instruments and archives write for "no measurement".
 FILL_VALUES = (-9999.0, -99999.0, -1.0, 0.0)
-_CLASS_RE = re.compile(r"^\s*([ABCMX])\s*(\d+(?:\.\d*)?)\s*$", re.IGNORECASE)
+# A trailing '+' marks a saturated detector (e.g. X18+ in 2003): the number is a lower bound.
+_CLASS_RE = re.compile(r"^\s*([ABCMX])\s*(\d+(?:\.\d*)?)\+?\s*$", re.IGNORECASE)
 
 
 class GoesError(ValueError):
@@ -34,8 +37,8 @@ def class_to_flux(goes_class: str) -> float:
         raise GoesError(f"not a GOES class: {goes_class!r} (expected a letter A/B/C/M/X and a "
                         "number, e.g. 'M2.5')")
     letter, number = match.group(1).upper(), float(match.group(2))
-    if not (number >= 1.0 or letter == "A") or number <= 0:
-        raise GoesError(f"not a GOES class: {goes_class!r} (the number must be >= 1.0, e.g. M1.0)")
+    if number <= 0:
+        raise GoesError(f"not a GOES class: {goes_class!r} (the number must be positive)")
     if letter != "X" and number >= 10.0:
         raise GoesError(f"not a GOES class: {goes_class!r} (use the next letter above 9.9)")
     return number * CLASS_FLOOR[letter]
@@ -103,9 +106,9 @@ def _clean_series(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if not df.index.is_monotonic_increasing:
         df = df.sort_index()
     out = df[["xrsa", "xrsb"]].astype(float).copy()
-    for col, floor in (("xrsa", 0.0), ("xrsb", MIN_FLUX)):
+    for col in ("xrsa", "xrsb"):
         vals = out[col].to_numpy()
-        bad = ~np.isfinite(vals) | np.isin(vals, FILL_VALUES) | (vals <= floor) | (vals > MAX_FLUX)
+        bad = ~np.isfinite(vals) | np.isin(vals, FILL_VALUES) | (vals <= MIN_FLUX) | (vals > MAX_FLUX)
         out.loc[bad, col] = np.nan
     out.index.name = "time"
     out.attrs["source"] = source
@@ -208,36 +211,39 @@ def _read_netcdf3(path: Path) -> pd.DataFrame:
 
 
 def read_goes_fits(path: str | Path) -> pd.DataFrame:
-    """SDAC GOES FITS (e.g. go1520110607.fits): a binary table with TIME (s from DATE-OBS) and
-    FLUX (n x 2: 0.5-4 A, 1-8 A)."""
+    """SDAC GOES FITS (e.g. go1520110607.fits): EDGES (band edges in Angstrom, one row per FLUX
+    column), FLUXES with TIME (s from DATE-OBS TIME-OBS) and FLUX (n x 2)."""
     from astropy.io import fits
     path = Path(path)
     try:
         with fits.open(path) as hdul:
             header = hdul[0].header
-            table = hdul[2].data if len(hdul) > 2 else hdul[1].data
-            times = np.asarray(table["TIME"][0] if table["TIME"].ndim > 1 else table["TIME"], float)
-            flux = np.asarray(table["FLUX"][0] if table["FLUX"].ndim > 2 else table["FLUX"], float)
-            start = header.get("DATE-OBS") or header.get("DATE_OBS")
+            edges = np.asarray(hdul["EDGES"].data["EDGES"][0], float).reshape(-1, 2)
+            table = hdul["FLUXES"].data
+            times = np.asarray(table["TIME"][0], float).ravel()
+            flux = np.asarray(table["FLUX"][0], float).reshape(len(times), -1)
+            start = header.get("DATE-OBS")
+            start_time = header.get("TIME-OBS", "00:00:00")
     except (OSError, KeyError, IndexError, TypeError, ValueError) as exc:
-        raise GoesError(f"{path}: not a readable GOES FITS file ({exc})") from None
+        raise GoesError(f"{path}: not a readable SDAC GOES FITS file ({exc})") from None
     if start is None:
         raise GoesError(f"{path}: FITS header has no DATE-OBS")
-    start_ts = pd.Timestamp(_sdac_date(start))
-    index = pd.DatetimeIndex((start_ts + pd.to_timedelta(times, unit="s")).tz_localize("UTC"))
-    if flux.shape[0] != len(times) and flux.shape[-1] == len(times):
-        flux = flux.T
-    frame = pd.DataFrame({"xrsa": flux[:, 0], "xrsb": flux[:, 1]}, index=index)
+    long_col = int(np.argmin(np.abs(edges[:, 0] - 1.0) + np.abs(edges[:, 1] - 8.0)))
+    short_col = 1 - long_col
+    origin = pd.Timestamp(f"{_sdac_date(start)} {start_time}", tz="UTC")
+    index = pd.DatetimeIndex(origin + pd.to_timedelta(times, unit="s"))
+    frame = pd.DataFrame({"xrsa": flux[:, short_col], "xrsb": flux[:, long_col]}, index=index)
     return _clean_series(frame, str(path))
 
 
 def _sdac_date(value: str) -> str:
-    """SDAC headers write dates as dd/mm/yy; ISO dates pass through."""
-    match = re.match(r"^(\d{2})/(\d{2})/(\d{2})$", value.strip())
+    """SDAC headers write dates as DD/MM/YYYY (older files DD/MM/YY); ISO dates pass through."""
+    match = re.match(r"^(\d{2})/(\d{2})/(\d{2}|\d{4})$", value.strip())
     if match:
         day, month, year = match.groups()
-        century = "19" if int(year) > 70 else "20"
-        return f"{century}{year}-{month}-{day}"
+        if len(year) == 2:
+            year = ("19" if int(year) > 70 else "20") + year
+        return f"{year}-{month}-{day}"
     return value
 
 

@@ -1,0 +1,168 @@
+"""`solargen data build`: images + GOES flux + flare catalogue -> a labelled dataset directory.
+
+read -> validate (bad frames skipped and listed) -> resize (area) -> scale -> normalise -> label.
+Normalisation range: 8-bit products (the browse bundle, PNG/JPG) use their fixed 0..255 range, so
+no statistic is taken from the data; other sources use the 0.5 / 99.5 percentiles of the scaled
+brightness over all kept frames (intensity only, no labels), stated in meta.json and the report.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from solargen import io
+from solargen.data.catalogs import mark_eruptive, read_cdaw, read_flares
+from solargen.data.dataset import Normalisation, SolarDataset, scale_brightness, write_dataset
+from solargen.data.goes import GOES_CLASSES, read_goes
+from solargen.data.labels import HORIZONS_HOURS, label_frames
+from solargen.data.sources import FrameError, area_resize, open_source
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    images: str
+    goes: Path
+    flares: Path | None = None
+    cmes: Path | None = None
+    times: Path | None = None
+    size: int = 64
+    channels: tuple[str, ...] = ("171",)
+    scaling: str = "linear"
+    peak_tolerance_min: float = 7.0
+    goes_window_min: float = 5.0
+    horizons: tuple[float, ...] = HORIZONS_HOURS
+    percentiles: tuple[float, float] = (0.5, 99.5)
+
+
+def _normalisation(raw: np.ndarray, value_range, config: BuildConfig) -> tuple[Normalisation, str]:
+    if value_range is not None:
+        lo, hi = (float(v) for v in scale_brightness(np.asarray(value_range), config.scaling))
+        n = raw.shape[1]
+        return (Normalisation(config.scaling, (lo,) * n, (hi,) * n),
+                f"fixed raw range {value_range[0]:g}..{value_range[1]:g} of the 8-bit product")
+    scaled = scale_brightness(raw, config.scaling)
+    p_lo, p_hi = config.percentiles
+    lo = tuple(float(np.percentile(scaled[:, c], p_lo)) for c in range(raw.shape[1]))
+    hi = tuple(float(np.percentile(scaled[:, c], p_hi)) for c in range(raw.shape[1]))
+    hi = tuple(h if h > l else l + 1.0 for l, h in zip(lo, hi))
+    return (Normalisation(config.scaling, lo, hi),
+            f"{p_lo:g} / {p_hi:g} percentiles of scaled brightness over all kept frames")
+
+
+def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -> SolarDataset:
+    """Build the dataset directory `out`; see the module docstring."""
+    if config.size < 8:
+        raise ValueError(f"--size {config.size} is too small (minimum 8 pixels)")
+    source = open_source(config.images, config.channels, config.times)
+    times = source.times()
+    goes = read_goes(config.goes)
+    events = read_flares(config.flares) if config.flares else None
+    if events is not None and config.cmes:
+        events = events.assign(eruptive=mark_eruptive(events, read_cdaw(config.cmes)))
+
+    skipped: list[tuple[str, str]] = list(getattr(source, "unreadable", []))
+    kept, frames = [], []
+    for i in tqdm(range(len(times)), desc="reading frames", unit="frame", disable=not progress):
+        try:
+            channels = source.read(i)
+        except FrameError as exc:
+            skipped.append((source.origin(i), str(exc).split(": ", 1)[-1]))
+            continue
+        frames.append(np.stack([area_resize(img, config.size) for img in channels]))
+        kept.append(i)
+    if not frames:
+        raise ValueError(f"{config.images}: no readable frames ({len(skipped)} skipped: "
+                         f"{skipped[:3]})")
+    raw = np.stack(frames)
+    norm, norm_note = _normalisation(raw, source.value_range, config)
+    kept_times = times[kept]
+
+    labels, counts = label_frames(kept_times, goes, events, config.goes_window_min,
+                                  config.peak_tolerance_min, config.horizons)
+    labels["stale"] = [source.stale(i) for i in kept]
+    labels["origin"] = [source.origin(i) for i in kept]
+    if events is not None and "eruptive" in events:
+        labels["peak_eruptive"] = _peak_eruptive(labels, events)
+
+    meta = {
+        "source": source.description,
+        "channels": list(config.channels),
+        "size": config.size,
+        "scaling": config.scaling,
+        "normalisation": norm.to_dict(),
+        "normalisation_note": norm_note,
+        "synthetic": False,
+        "classes": list(GOES_CLASSES),
+        "label_rules": counts,
+        "goes_file": str(config.goes),
+        "goes_coverage": [goes.index[0], goes.index[-1]],
+        "flare_catalogue": str(config.flares) if config.flares else None,
+        "cme_catalogue": str(config.cmes) if config.cmes else None,
+        "n_read": len(times),
+        "n_skipped": len(skipped),
+        "skipped": [{"frame": o, "reason": r} for o, r in skipped],
+        "skipped_events": [{"row": r, "reason": why} for r, why in
+                           (events.attrs.get("skipped", []) if events is not None else [])],
+        "build_config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        **io.provenance(),
+    }
+    report = render_report(meta, labels)
+    return write_dataset(out, norm.normalise(raw), labels, meta, report)
+
+
+def _peak_eruptive(labels: pd.DataFrame, events: pd.DataFrame) -> pd.Series:
+    lookup = dict(zip(events["peak"], events["eruptive"]))
+    return labels["peak_time"].map(lambda t: lookup.get(t) if pd.notna(t) else None).astype("boolean")
+
+
+def render_report(meta: dict, labels: pd.DataFrame) -> str:
+    """Markdown build report: what was read, skipped, and labelled how (also for synthetic data)."""
+    kind = ("**SYNTHETIC data (the embedded default), not solar observations.**"
+            if meta.get("synthetic") else "Real observations.")
+    t = pd.DatetimeIndex(labels["t_obs"])
+    lines = [
+        "# solargen dataset build report", "", kind, "",
+        f"- source: {meta['source']}",
+        f"- channels: {', '.join(meta['channels'])}; size {meta['size']} x {meta['size']} "
+        f"(area-averaged); brightness scaling: {meta['scaling']}",
+        f"- normalisation to [-1, 1]: lo {meta['normalisation']['lo']}, hi "
+        f"{meta['normalisation']['hi']} ({meta.get('normalisation_note', '')})",
+        f"- frames: {meta.get('n_read', len(labels))} read, {len(labels)} kept, "
+        f"{meta.get('n_skipped', 0)} skipped; {int(labels.get('stale', pd.Series(dtype=bool)).sum())} "
+        "kept frames are flagged stale (the source repeated the previous hour)",
+        f"- time range: {t.min()} to {t.max()}",
+        f"- GOES: {meta.get('goes_file', 'n/a')}; flare catalogue: {meta.get('flare_catalogue')}; "
+        f"CME catalogue: {meta.get('cme_catalogue')}",
+        f"- command: `{meta.get('command', '')}` at commit {meta.get('git_commit', '')}", "",
+        "## Label rules and class counts", "",
+        "| column | rule | parameters | " + " | ".join(GOES_CLASSES) + " | missing |",
+        "|---|---|---|" + "---|" * (len(GOES_CLASSES) + 1),
+    ]
+    for column, info in meta["label_rules"].items():
+        params = ", ".join(f"{k}={v}" for k, v in info.items()
+                           if k not in ("rule", "counts", "events_in_time_range", "frames_matched"))
+        cells = [str(info["counts"].get(c, 0)) for c in GOES_CLASSES]
+        lines.append(f"| {column} | {info['rule']} | {params} | " + " | ".join(cells) +
+                     f" | {info['counts'].get('missing', 0)} |")
+    peak = meta["label_rules"].get("peak_class", {})
+    if peak.get("events_in_time_range"):
+        lines += ["", f"Peak matching: {peak['events_in_time_range']} catalogued flares peak inside "
+                      f"the time range; {peak['frames_matched']} frames took a flare's class "
+                      f"(tolerance {peak['tolerance_min']} min after the peak). With hourly frames "
+                      "most flares peak more than the tolerance before the next frame."]
+    lines += ["", "A `max_class_<h>h` label is missing where the window runs past the end of the "
+                  "GOES series or has no valid sample; `goes_class` is missing where no valid "
+                  "sample lies within the window (floor and fill values are missing data)."]
+    lines += ["", "## Skipped frames", ""]
+    if meta.get("skipped"):
+        lines += [f"- {s['frame']}: {s['reason']}" for s in meta["skipped"]]
+    else:
+        lines.append("None.")
+    if meta.get("skipped_events"):
+        lines += ["", "## Skipped catalogue events", ""]
+        lines += [f"- data row {s['row']}: {s['reason']}" for s in meta["skipped_events"]]
+    return "\n".join(lines) + "\n"
