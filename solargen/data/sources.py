@@ -81,7 +81,7 @@ def _check_finite(image: np.ndarray, origin: str) -> np.ndarray:
 
 def _match(reference: pd.DatetimeIndex, other: pd.DatetimeIndex, match_min: float) -> np.ndarray:
     """For each reference time, the index of the nearest `other` time within match_min, else -1."""
-    ref, oth = reference.asi8, other.asi8
+    ref, oth = reference.as_unit("ns").asi8, other.as_unit("ns").asi8
     j = np.clip(np.searchsorted(oth, ref), 1, max(len(oth) - 1, 1))
     cand = np.stack([j - 1, np.minimum(j, len(oth) - 1)])
     dist = np.abs(oth[cand] - ref)
@@ -99,10 +99,18 @@ class BundleSource:
 
     def __post_init__(self) -> None:
         try:
-            self._npz = np.load(self.path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+            self._load()
+        except (OSError, ValueError, EOFError) as exc:
+            if isinstance(exc, SourceError):
+                raise
             raise SourceError(f"{self.path}: not a readable .npz bundle ({exc})") from None
-        self._images, stale = {}, np.zeros(0, bool)
+        self.description = f"bundle {self.path.name} ({', '.join(self.channels)})"
+        dtypes = {self._images[ch].dtype for ch in self.channels}
+        self.value_range = (0.0, 255.0) if dtypes == {np.dtype(np.uint8)} else None
+
+    def _load(self) -> None:
+        self._npz = np.load(self.path, allow_pickle=False)
+        self._images = {}
         for ch in self.channels:
             key = f"aia{ch}"
             if key not in self._npz.files:
@@ -123,9 +131,6 @@ class BundleSource:
             if f"stale_{ch}" in self._npz.files:
                 stale |= self._npz[f"stale_{ch}"].astype(bool)
         self._stale = stale
-        self.description = f"bundle {self.path.name} ({', '.join(self.channels)})"
-        dtypes = {self._images[ch].dtype for ch in self.channels}
-        self.value_range = (0.0, 255.0) if dtypes == {np.dtype(np.uint8)} else None
 
     def times(self) -> pd.DatetimeIndex:
         return self._t

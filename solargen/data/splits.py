@@ -145,7 +145,7 @@ def check_no_leakage(times: pd.DatetimeIndex | pd.Series, parts: dict[str, np.nd
                      horizon_hours: float) -> None:
     """Raise if any val/test frame lies within `horizon_hours` of any training frame, or if a
     frame sits in two parts."""
-    t = pd.DatetimeIndex(times).asi8 / 3.6e12  # hours
+    t = pd.DatetimeIndex(times).as_unit("ns").asi8 / 3.6e12  # hours
     train = np.sort(t[parts["train"]])
     for part in ("val", "test"):
         if part not in parts or len(parts[part]) == 0 or len(train) == 0:

@@ -41,7 +41,7 @@ def history_plan(times: pd.DatetimeIndex, stale: np.ndarray, end: int, history: 
                  cadence_hours: float, max_fill: int, tolerance_min: float = 30.0):
     """Frame indices for the `history` steps ending at frame `end` (-1 = to interpolate), or the
     reason the history is unusable."""
-    t = times.asi8
+    t = times.as_unit("ns").asi8
     step = int(cadence_hours * 3.6e12)
     tol = int(tolerance_min * 6e10)
     wanted = t[end] - step * np.arange(history - 1, -1, -1)
