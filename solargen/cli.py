@@ -12,6 +12,7 @@ import sys
 # Modules that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "solargen.data.cli",
+    "solargen.diffusion.cli",
 )
 
 

@@ -1,0 +1,642 @@
+"""Train the conditional DDPM on one fold's training split with accelerate.
+
+The batch at step s is a pure function of (seed, s): the data order of epoch e is drawn from
+SeedSequence([seed, e]) and the noise, timesteps and label dropout of step s from
+SeedSequence([seed, s, process]). With model, optimiser, LR schedule, EMA and RNG states restored
+by `accelerator.load_state`, a run resumed from a checkpoint continues exactly like one that was
+never interrupted.
+
+    output_dir/
+      config.yaml            resolved run config (a resume must match it)
+      data_summary.json      training frames, exclusions, class counts
+      log.csv                step, loss, lr, grad_norm (one row per step)
+      tb/                    TensorBoard events (when tensorboard is installed)
+      samples/step-*.png     per-class sample grids (EMA weights)
+      checkpoints/step-*     accelerator.save_state, last `keep_checkpoints`
+      loss.png               loss curve
+      pipeline/              the final SolarDiffusionPipeline (EMA weights), written atomically
+"""
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from solargen import io
+from solargen.data.dataset import load_dataset
+from solargen.data.goes import GOES_CLASSES, letters_from_flux
+from solargen.data.splits import fold_indices, load_folds
+from solargen.diffusion.conditioning import KINDS, FlareConditioning
+from solargen.diffusion.pipeline import (PIPELINE_FORMAT, SAMPLERS,
+                                         SolarDiffusionPipeline, UNetConfig, build_unet,
+                                         time_embed_dim)
+
+CLASS_COLUMNS = ("goes_class", "peak_class", "max_class_24h", "max_class_48h", "max_class_72h")
+
+
+class TrainError(ValueError):
+    """A training configuration or state that cannot be used."""
+
+
+@dataclass
+class DataConfig:
+    """Which frames train the model: one fold's training split of a dataset directory."""
+
+    dataset: str = "data/aia171-2012-64"
+    folds: str = "configs/folds/2012-rolling.yaml"
+    fold: str = "f1"
+    label_column: str = "goes_class"   # or peak_class, max_class_24h, ...; flux = matching *_flux
+    drop_stale: bool = True            # frames repeating the previous hour are not new images
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, conditioning, logging and checkpointing."""
+
+    conditioning: str = "class"        # class | flux | both
+    p_uncond: float = 0.1              # label dropout for classifier-free guidance
+    max_steps: int = 20000
+    batch_size: int = 16               # per process
+    learning_rate: float = 3e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    ema_decay: float = 0.9999
+    ema_power: float = 0.75            # EMA warm-up (diffusers EMAModel): decay grows with steps
+    mixed_precision: str = "auto"      # auto (bf16 on a GPU that has it) | no | bf16 | fp16
+    balanced_sampling: bool = False    # draw every class equally often
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"      # Ho et al. 2020 (the reference paper); or squaredcos_cap_v2
+    sample_every: int = 1000           # per-class grids; 0 = never
+    samples_per_class: int = 4
+    sample_sampler: str = "dpm"
+    sample_steps: int = 20
+    sample_guidance: float = 1.0
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/ddpm"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: UNetConfig = field(default_factory=UNetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- config
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """YAML file (sections data/model/train) plus `section.key=value` overrides -> RunConfig."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise TrainError(f"{path}: cannot read training config ({exc})") from None
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TrainError(f"override {item!r} must look like section.key=value")
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return _build(RunConfig, raw, str(path or "<overrides>"))
+
+
+def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise TrainError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise TrainError(f"{where}: unknown {cls.__name__} key(s) {unknown}; known: {sorted(known)}")
+    values = {}
+    for name, value in raw.items():
+        default = getattr(cls(), name)
+        values[name] = _build(type(default), value, f"{where}:{name}") if is_dataclass(default) else value
+    return cls(**values)
+
+
+def check_config(cfg: RunConfig) -> None:
+    t = cfg.train
+    if t.conditioning not in KINDS:
+        raise TrainError(f"train.conditioning must be one of {KINDS}, got {t.conditioning!r}")
+    if cfg.data.label_column not in CLASS_COLUMNS:
+        raise TrainError(f"data.label_column must be one of {CLASS_COLUMNS}, got {cfg.data.label_column!r}")
+    if not 0.0 <= t.p_uncond < 1.0:
+        raise TrainError(f"train.p_uncond must be in [0, 1), got {t.p_uncond}")
+    for name in ("max_steps", "batch_size", "num_train_timesteps", "keep_checkpoints", "sample_steps"):
+        if int(getattr(t, name)) < 1:
+            raise TrainError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+    if t.sample_sampler not in SAMPLERS:
+        raise TrainError(f"train.sample_sampler must be one of {list(SAMPLERS)}")
+    if t.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+        raise TrainError(f"train.mixed_precision must be auto/no/bf16/fp16, got {t.mixed_precision!r}")
+
+
+def flux_column(label_column: str) -> str:
+    return label_column.replace("class", "flux")
+
+
+# ----------------------------------------------------------------------------- data
+
+@dataclass
+class TrainingData:
+    """The frames of one fold's training split that carry the label, in memory."""
+
+    frames: torch.Tensor            # (N, C, H, W) float16 in [-1, 1]
+    class_index: torch.Tensor       # (N,) long into GOES_CLASSES
+    log_flux: torch.Tensor          # (N,) float32 (NaN for a class-only model)
+    letters: np.ndarray             # (N,) str
+    summary: dict[str, Any]
+
+
+def load_training_data(cfg: RunConfig) -> tuple[TrainingData, Any]:
+    """Training split of the fold, with missing labels (and stale repeats) excluded and counted."""
+    ds = load_dataset(cfg.data.dataset)
+    fold = load_folds(cfg.data.folds).get(cfg.data.fold)
+    train_idx = fold_indices(ds.times, fold)["train"]
+    labels = ds.labels.iloc[train_idx]
+    kind = cfg.train.conditioning
+    needed = [cfg.data.label_column] if kind == "class" else (
+        [flux_column(cfg.data.label_column)] + ([cfg.data.label_column] if kind == "both" else []))
+    for column in needed:
+        if column not in labels.columns:
+            raise TrainError(f"{ds.root}: labels table has no {column!r} column (has "
+                             f"{list(labels.columns)})")
+    keep = np.ones(len(labels), dtype=bool)
+    excluded: dict[str, int] = {}
+    if cfg.data.drop_stale and "stale" in labels.columns:
+        stale = labels["stale"].fillna(False).to_numpy(dtype=bool)
+        excluded["stale"] = int(stale.sum())
+        keep &= ~stale
+    for column in needed:
+        missing = labels[column].isna().to_numpy() & keep
+        excluded[f"missing_{column}"] = int(missing.sum())
+        keep &= ~missing
+    if kind != "class":
+        flux = labels[flux_column(cfg.data.label_column)].to_numpy(dtype=float)
+        bad = keep & ~(flux > 0)
+        if bad.any():
+            raise TrainError(f"{ds.root}: {int(bad.sum())} training frames have a non-positive "
+                             f"{flux_column(cfg.data.label_column)}")
+    rows = train_idx[keep]
+    if len(rows) == 0:
+        raise TrainError(f"{ds.root}: fold {fold.name!r} leaves no labelled training frames")
+    kept = labels[keep]
+    if kind == "class":
+        letters = kept[cfg.data.label_column].to_numpy(dtype=object).astype(str)
+        log_flux = np.full(len(rows), np.nan, dtype=np.float32)
+    else:
+        flux = kept[flux_column(cfg.data.label_column)].to_numpy(dtype=float)
+        letters = (kept[cfg.data.label_column].to_numpy(dtype=object) if kind == "both"
+                   else letters_from_flux(flux)).astype(str)
+        log_flux = np.log10(flux).astype(np.float32)
+    unknown = sorted(set(letters) - set(GOES_CLASSES))
+    if unknown:
+        raise TrainError(f"{ds.root}: column {cfg.data.label_column!r} holds non-GOES classes {unknown}")
+    frames = torch.from_numpy(np.ascontiguousarray(ds.frames[rows], dtype=np.float16))
+    counts = {c: int((letters == c).sum()) for c in GOES_CLASSES if (letters == c).any()}
+    start, end = fold.window("train")
+    summary = {
+        "dataset": str(ds.root), "folds": cfg.data.folds, "fold": fold.name,
+        "train_window": [start.isoformat(), (end - pd.Timedelta(seconds=1)).isoformat()],
+        "first_frame": ds.times[rows[0]].isoformat(), "last_frame": ds.times[rows[-1]].isoformat(),
+        "frames_in_window": int(len(train_idx)), "frames_used": int(len(rows)),
+        "excluded": excluded, "class_counts": counts,
+        "label_column": cfg.data.label_column,
+        "flux_column": None if kind == "class" else flux_column(cfg.data.label_column),
+    }
+    if kind != "class":
+        summary["flux_quantiles"] = {c: np.quantile(log_flux[letters == c], np.linspace(0, 1, 21)).tolist()
+                                     for c in counts}
+    data = TrainingData(frames, torch.tensor([GOES_CLASSES.index(c) for c in letters]),
+                        torch.from_numpy(log_flux), letters, summary)
+    return data, ds
+
+
+class BatchOrder:
+    """Frame indices of every step: epoch e shuffled (or class-balanced) by SeedSequence([seed, e])."""
+
+    def __init__(self, letters: np.ndarray, global_batch: int, seed: int, balanced: bool):
+        self.n, self.global_batch, self.seed = len(letters), global_batch, seed
+        if self.n < global_batch:
+            raise TrainError(f"{self.n} training frames are fewer than one batch of {global_batch}")
+        self.steps_per_epoch = self.n // global_batch
+        counts = {c: (letters == c).sum() for c in set(letters)}
+        w = np.array([1.0 / counts[c] for c in letters])
+        self.weights = w / w.sum() if balanced else None
+        self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
+
+    def indices(self, step: int, rank: int, per_process: int) -> np.ndarray:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))
+            self._order = (rng.choice(self.n, size=self.n, p=self.weights) if self.weights is not None
+                           else rng.permutation(self.n))
+            self._epoch = epoch
+        batch = self._order[pos * self.global_batch:(pos + 1) * self.global_batch]
+        return np.sort(batch[rank * per_process:(rank + 1) * per_process])
+
+
+def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    state = np.random.SeedSequence([seed, step, rank, 1]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+# ----------------------------------------------------------------------------- model
+
+class Denoiser(nn.Module):
+    """UNet + conditioning as one module, so accelerate prepares (and DDP wraps) a single model."""
+
+    def __init__(self, unet: nn.Module, conditioning: FlareConditioning):
+        super().__init__()
+        self.unet, self.conditioning = unet, conditioning
+
+    def forward(self, noisy: torch.Tensor, t: torch.Tensor, class_index: torch.Tensor | None,
+                log_flux: torch.Tensor | None, null: torch.Tensor) -> torch.Tensor:
+        emb = self.conditioning(class_index, log_flux, null)
+        return self.unet(noisy, t, class_labels=emb).sample
+
+
+def build_models(cfg: RunConfig, known_classes: list[str]) -> Denoiser:
+    unet = build_unet(cfg.model)
+    conditioning = FlareConditioning(kind=cfg.train.conditioning, embed_dim=time_embed_dim(unet),
+                                     classes=GOES_CLASSES, known_classes=known_classes)
+    return Denoiser(unet, conditioning)
+
+
+def noise_scheduler(cfg: TrainConfig):
+    from diffusers import DDPMScheduler
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    root = output_dir / "checkpoints"
+    found = [p for p in root.glob("step-*") if p.is_dir() and (p / "training_state.json").is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def resolve_resume(output_dir: Path, resume: str | None) -> Path | None:
+    if resume is None:
+        return None
+    if resume == "latest":
+        found = checkpoint_dirs(output_dir)
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / "training_state.json").is_file():
+        raise TrainError(f"{path}: not a training checkpoint (no training_state.json)")
+    return path
+
+
+# ----------------------------------------------------------------------------- training
+
+@dataclass
+class TrainResult:
+    losses: dict[int, float]        # step (1-based) -> loss, for the steps run in this call
+    pipeline_dir: Path | None
+    start_step: int
+    loop_seconds: float = 0.0       # wall time of the training steps (no setup, no final save)
+
+
+def resolve_mixed_precision(value: str) -> str:
+    if value != "auto":
+        return value
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = None,
+          progress: bool = True) -> TrainResult:
+    """Run (or continue) training. `stop_after` ends the process-equivalent of a kill after that
+    step (no final save); used to test resumption."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    check_config(cfg)
+    out = Path(cfg.output_dir)
+    t = cfg.train
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(t.mixed_precision))
+    main = accelerator.is_main_process
+    checkpoint = resolve_resume(out, resume)
+    _check_run_dir(out, cfg, resume, checkpoint, main)
+    accelerator.wait_for_everyone()
+
+    data, ds = load_training_data(cfg)
+    if ds.size != cfg.model.resolution or len(ds.channels) != cfg.model.channels:
+        raise TrainError(f"{ds.root}: frames are {len(ds.channels)} x {ds.size} x {ds.size} but the "
+                         f"model is configured for {cfg.model.channels} x {cfg.model.resolution} x "
+                         f"{cfg.model.resolution} (set model.channels / model.resolution)")
+    summary = data.summary
+    known = list(summary["class_counts"])
+    if main:
+        excluded = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in summary["excluded"].items())
+        print(f"training on {summary['frames_used']} of {summary['frames_in_window']} frames of fold "
+              f"{summary['fold']} ({summary['train_window'][0]} to {summary['train_window'][1]}); "
+              f"excluded: {excluded or 'none'}; classes {summary['class_counts']}")
+        io.write_json(out / "data_summary.json", summary)
+
+    set_seed(cfg.seed)
+    model = build_models(cfg, known)
+    scheduler = noise_scheduler(t)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
+    lr_schedule = get_scheduler("cosine", optimizer, num_warmup_steps=t.warmup_steps,
+                                num_training_steps=t.max_steps)
+    ema = EMAModel(model.parameters(), decay=t.ema_decay, use_ema_warmup=True, power=t.ema_power)
+    model, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
+    accelerator.register_for_checkpointing(ema)
+    ema.to(accelerator.device)
+
+    start = 0
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        ema.to(accelerator.device)
+        start = int(io.read_json(checkpoint / "training_state.json")["step"])
+        if main:
+            print(f"resumed from {checkpoint} at step {start}")
+    elif resume is not None and main:
+        print(f"no checkpoint under {out / 'checkpoints'}; starting from step 0")
+
+    order = BatchOrder(data.letters, t.batch_size * accelerator.num_processes, cfg.seed,
+                       t.balanced_sampling)
+    logger = _Logger(out, start, main)
+    unwrapped = accelerator.unwrap_model(model)
+    alphas = scheduler.alphas_cumprod
+    losses: dict[int, float] = {}
+    bar = tqdm(range(start, t.max_steps), initial=start, total=t.max_steps, desc="train",
+               disable=not (progress and accelerator.is_local_main_process))
+    tic = time.perf_counter()
+    model.train()
+    for step in bar:
+        idx = torch.from_numpy(order.indices(step, accelerator.process_index, t.batch_size))
+        gen = step_generator(cfg.seed, step, accelerator.process_index)
+        x0 = data.frames[idx].float()
+        noise = torch.randn(x0.shape, generator=gen)
+        timesteps = torch.randint(0, t.num_train_timesteps, (len(idx),), generator=gen)
+        null = torch.rand(len(idx), generator=gen) < t.p_uncond
+        noisy = scheduler.add_noise(x0, noise, timesteps)
+        dev = accelerator.device
+        with accelerator.autocast():
+            pred = model(noisy.to(dev), timesteps.to(dev), data.class_index[idx].to(dev),
+                         data.log_flux[idx].to(dev), null.to(dev))
+        loss = F.mse_loss(pred.float(), noise.to(dev))
+        if not torch.isfinite(loss):
+            raise TrainError(f"loss is {loss.item()} at step {step + 1}; stopping (never skipped)")
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        lr_schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.step(unwrapped.parameters())
+
+        done = step + 1
+        value = accelerator.gather(loss.detach()[None]).mean().item()
+        losses[done] = value
+        logger.log(done, value, lr_schedule.get_last_lr()[0], float(grad_norm))
+        bar.set_postfix(loss=f"{value:.4f}")
+        if t.checkpoint_every and done % t.checkpoint_every == 0:
+            _save_checkpoint(accelerator, out, done, t.keep_checkpoints)
+            logger.flush()
+        if t.sample_every and done % t.sample_every == 0:
+            if main:
+                with _ema_weights(ema, unwrapped):
+                    _sample_grid(cfg, unwrapped, data, ds.meta, out / "samples" / f"step-{done:07d}.png")
+            accelerator.wait_for_everyone()
+        if stop_after is not None and done >= stop_after:
+            logger.close()
+            return TrainResult(losses, None, start, time.perf_counter() - tic)
+    elapsed = time.perf_counter() - tic
+    logger.close()
+
+    pipeline_dir = None
+    if main:
+        with _ema_weights(ema, unwrapped):
+            pipeline = _make_pipeline(cfg, unwrapped, summary, ds.meta, elapsed, accelerator)
+            pipeline_dir = save_pipeline_atomic(pipeline, out / "pipeline")
+        _plot_losses(out / "log.csv", out / "loss.png")
+        print(f"saved pipeline (EMA weights) to {pipeline_dir}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return TrainResult(losses, pipeline_dir, start, elapsed)
+
+
+def _check_run_dir(out: Path, cfg: RunConfig, resume: str | None, checkpoint: Path | None,
+                   main: bool) -> None:
+    saved = out / "config.yaml"
+    if checkpoint is not None or (resume is not None and saved.exists()):
+        if saved.exists():
+            old = yaml.safe_load(saved.read_text())
+            diff = _diff(old, cfg.to_dict())
+            if diff:
+                raise TrainError(f"{saved}: the resumed run's config differs in {diff}; resume with "
+                                 "the same config or train into a new output_dir")
+    elif checkpoint_dirs(out) or (out / "pipeline").exists():
+        raise TrainError(f"{out}: already holds a training run; pass --resume latest to continue it "
+                         "or choose a new output_dir")
+    if main:
+        io.write_text(saved, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    a = list(a) if isinstance(a, tuple) else a
+    b = list(b) if isinstance(b, tuple) else b
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _save_checkpoint(accelerator, out: Path, step: int, keep: int) -> None:
+    """save_state into a temporary directory, then rename: a kill never leaves a partial checkpoint."""
+    root = out / "checkpoints"
+    tmp = root / f".tmp-step-{step:07d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        io.write_json(tmp / "training_state.json", {"step": step, **io.provenance()})
+        final = root / f"step-{step:07d}"
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in checkpoint_dirs(out)[:-keep]:
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+class _ema_weights:
+    """Context: the model holds the EMA weights inside, its training weights again after."""
+
+    def __init__(self, ema, model: nn.Module):
+        self.ema, self.model = ema, model
+
+    def __enter__(self):
+        self.ema.store(self.model.parameters())
+        self.ema.copy_to(self.model.parameters())
+
+    def __exit__(self, *exc):
+        self.ema.restore(self.model.parameters())
+
+
+def _metadata(cfg: RunConfig, summary: dict, dataset_meta: dict, extra: dict | None = None) -> dict:
+    return {
+        "format": PIPELINE_FORMAT, "version": 1,
+        "conditioning": cfg.train.conditioning,
+        "label_column": summary["label_column"], "flux_column": summary["flux_column"],
+        "known_classes": list(summary["class_counts"]), "class_counts": summary["class_counts"],
+        "flux_quantiles": summary.get("flux_quantiles"),
+        "training": {k: summary[k] for k in ("dataset", "folds", "fold", "train_window",
+                                             "first_frame", "last_frame", "frames_used", "excluded")},
+        "synthetic_training_data": bool(dataset_meta.get("synthetic", False)),
+        "dataset_meta": dataset_meta,
+        "run_config": cfg.to_dict(),
+        **(extra or {}),
+    }
+
+
+def _make_pipeline(cfg: RunConfig, model: Denoiser, summary: dict, dataset_meta: dict,
+                   elapsed: float | None = None, accelerator=None) -> SolarDiffusionPipeline:
+    extra = {"provenance": io.provenance()}
+    if elapsed is not None:
+        extra["train_seconds"] = round(elapsed, 1)
+        extra["device"] = str(accelerator.device) if accelerator else "cpu"
+    return SolarDiffusionPipeline(unet=model.unet, conditioning=model.conditioning,
+                                  scheduler=noise_scheduler(cfg.train),
+                                  metadata=_metadata(cfg, summary, dataset_meta, extra))
+
+
+def save_pipeline_atomic(pipeline: SolarDiffusionPipeline, target: Path) -> Path:
+    """save_pretrained into a temporary sibling, then swap it into place."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        pipeline.save_pretrained(tmp)
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@torch.no_grad()
+def _sample_grid(cfg: RunConfig, model: Denoiser, data: TrainingData, dataset_meta: dict,
+                 path: Path) -> None:
+    """EMA samples of every known class beside two real training frames of that class."""
+    from solargen.diffusion.sample import grid_conditions, grid_labels, save_grid, sample_set
+    was_training = model.training
+    model.eval()
+    pipeline = _make_pipeline(cfg, model, data.summary, dataset_meta)
+    pipeline.set_progress_bar_config(disable=True)
+    conditions = grid_conditions(pipeline, cfg.train.samples_per_class)
+    result = sample_set(pipeline, seed=cfg.seed, batch_size=cfg.train.batch_size,
+                        sampler=cfg.train.sample_sampler, num_inference_steps=cfg.train.sample_steps,
+                        guidance_scale=cfg.train.sample_guidance, progress=False, **conditions)
+    labels = grid_labels(result)
+    real = {c: data.frames[np.flatnonzero(data.letters == c)[:2]].float().numpy() for c in set(labels)}
+    save_grid(result["images"], labels, path, real=real,
+              title=f"{path.stem} ({cfg.train.sample_sampler}, {cfg.train.sample_steps} steps, "
+                    f"guidance {cfg.train.sample_guidance:g}, EMA)")
+    model.train(was_training)
+
+
+class _Logger:
+    """log.csv (one row per step, truncated to the resume step) and TensorBoard when installed."""
+
+    COLUMNS = ("step", "loss", "lr", "grad_norm")
+
+    def __init__(self, out: Path, start: int, main: bool):
+        self.main, self.path, self.tb = main, out / "log.csv", None
+        if not main:
+            return
+        rows = []
+        if start and self.path.exists():
+            rows = [r for r in csv.DictReader(self.path.open()) if int(r["step"]) <= start]
+        text = ",".join(self.COLUMNS) + "\n" + "".join(
+            ",".join(r[c] for c in self.COLUMNS) + "\n" for r in rows)
+        io.write_text(self.path, text)
+        self.fh = self.path.open("a", newline="")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(out / "tb"), purge_step=start + 1 if start else None)
+        except ImportError:
+            self.tb = None
+
+    def log(self, step: int, loss: float, lr: float, grad_norm: float) -> None:
+        if not self.main:
+            return
+        self.fh.write(f"{step},{loss:.6g},{lr:.6g},{grad_norm:.6g}\n")
+        if self.tb is not None:
+            self.tb.add_scalar("loss", loss, step)
+            self.tb.add_scalar("lr", lr, step)
+
+    def flush(self) -> None:
+        if self.main:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+
+    def close(self) -> None:
+        if self.main:
+            self.fh.close()
+            if self.tb is not None:
+                self.tb.close()
+
+
+def _plot_losses(log_csv: Path, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    log = pd.read_csv(log_csv)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(log["step"], log["loss"], lw=0.5, alpha=0.4, label="per step")
+    window = max(1, len(log) // 50)
+    ax.plot(log["step"], log["loss"].rolling(window, min_periods=1).mean(), lw=1.5,
+            label=f"mean of {window}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE (noise)")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def dry_run(cfg: RunConfig) -> str:
+    check_config(cfg)
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    unet = build_unet(cfg.model)
+    n_params = sum(p.numel() for p in unet.parameters())
+    return (text + f"# UNet {cfg.model.size}: {n_params / 1e6:.2f} M parameters, blocks "
+            f"{list(unet.config.down_block_types)}; mixed precision here: "
+            f"{resolve_mixed_precision(cfg.train.mixed_precision)}\n")
