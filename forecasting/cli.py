@@ -1,0 +1,152 @@
+"""`solargen forecast ...`: train, evaluate and cross-validate flare forecasters.
+
+Settings resolve as: TrainConfig defaults < --config YAML < flags given on the command line.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from forecasting.losses import CLASS_WEIGHTINGS, LOSSES
+from forecasting.models import MODELS
+from forecasting.tasks import TASKS
+
+# flag -> TrainConfig field (LossConfig fields are prefixed "loss.")
+_TRAIN_FLAGS = {
+    "data": "data", "out": "out", "model": "model", "size": "size", "task": "task",
+    "folds": "folds", "fold": "fold", "history": "history", "epochs": "epochs",
+    "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",
+    "patience": "patience", "crt_epochs": "crt_epochs", "crt_lr": "crt_lr",
+    "max_batches": "max_batches", "seed": "seed", "mixed_precision": "mixed_precision",
+    "num_workers": "num_workers", "loss": "loss.name", "class_weighting": "loss.class_weighting",
+    "ib_start_epoch": "loss.ib_start_epoch",
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    forecast = sub.add_parser("forecast", help="train, evaluate and cross-validate flare forecasters")
+    cmds = forecast.add_subparsers(dest="forecast_command", metavar="FORECAST_COMMAND",
+                                   required=True)
+    train = cmds.add_parser("train", help="train a forecaster on one fold (early stopping, resume)")
+    _train_arguments(train)
+    train.set_defaults(func=_run_train)
+
+    cv = cmds.add_parser("cv", help="train + test on every fold; mean ± std table (cv.md)")
+    _train_arguments(cv)
+    cv.add_argument("--fold-names", help="comma-separated folds (default: all in --folds)")
+    cv.set_defaults(func=_run_cv)
+
+    ev = cmds.add_parser("evaluate", help="score a checkpoint on a dataset directory",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ev.add_argument("--checkpoint", required=True, type=Path, help="output dir of forecast train")
+    ev.add_argument("--data", required=True, type=Path,
+                    help="dataset dir (from `solargen data build` / `data synthetic`; a bundle "
+                         ".npz becomes one with `solargen data build --images <bundle.npz>`)")
+    ev.add_argument("--part", choices=("train", "val", "test"),
+                    help="only this window of the checkpoint's training fold (default: all frames)")
+    ev.add_argument("--out", type=Path, help="report dir (default: <checkpoint>/eval-<data name>)")
+    ev.add_argument("--batch-size", type=int, default=64)
+    ev.add_argument("--heatmaps", type=int, default=4, help="attention maps to draw (ViT models)")
+    ev.set_defaults(func=_run_evaluate)
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="YAML of TrainConfig fields (e.g. configs/forecast/)")
+    p.add_argument("--data", type=Path, help="dataset directory")
+    p.add_argument("--out", type=Path, help="output (checkpoint) directory")
+    p.add_argument("--model", choices=sorted(MODELS))
+    p.add_argument("--size", help="named model size (cpu, deit-ti, vit-b16, base, imagenet)")
+    p.add_argument("--task", choices=sorted(TASKS))
+    p.add_argument("--folds", type=Path, help="folds YAML (default configs/folds/2012-rolling.yaml)")
+    p.add_argument("--fold", help="fold name for train (default: the first)")
+    p.add_argument("--loss", choices=LOSSES)
+    p.add_argument("--class-weighting", choices=("auto", *CLASS_WEIGHTINGS))
+    p.add_argument("--ib-start-epoch", type=int, help="IB/FLARE: epoch that ends the CE warm-up")
+    p.add_argument("--history", type=int, help="frames per sample (default: 10 vit-lstm, 24 ssm)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--patience", type=int)
+    p.add_argument("--crt-epochs", type=int, help="> 0 adds classifier re-training (cRT)")
+    p.add_argument("--crt-lr", type=float)
+    p.add_argument("--max-batches", type=int, help="cap batches per epoch (quick looks)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+
+
+def resolve_config(args: argparse.Namespace):
+    from forecasting.train import TrainConfig, load_config_file
+
+    base = dataclasses.asdict(TrainConfig())
+    if args.config:
+        file_cfg = load_config_file(args.config)
+        base.update({k: v for k, v in file_cfg.items() if k != "loss"})
+        base["loss"].update(file_cfg.get("loss") or {})
+    for flag, key in _TRAIN_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        value = str(value) if isinstance(value, Path) else value
+        if key.startswith("loss."):
+            base["loss"][key[5:]] = value
+        else:
+            base[key] = value
+    return TrainConfig.from_dict(base)
+
+
+def _check_required(config) -> None:
+    missing = [f"--{name}" for name in ("data", "out") if not getattr(config, name)]
+    if missing:
+        raise ValueError(f"missing {' and '.join(missing)} (flag or --config file)")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from forecasting.train import describe, train
+
+    config = resolve_config(args)
+    if args.dry_run:
+        print(describe(config))
+        return 0
+    _check_required(config)
+    summary = train(config)
+    print(f"best epoch {summary['best_epoch'] + 1} of {summary['epochs_run']}: val "
+          f"{summary['val_metric']} = {summary['best_val_score']:.4f}")
+    print(f"checkpoint: {config.out}  (evaluate with `solargen forecast evaluate --checkpoint "
+          f"{config.out} --data <dataset dir>`)")
+    return 0
+
+
+def _run_cv(args: argparse.Namespace) -> int:
+    from forecasting.evaluate import cross_validate
+    from forecasting.train import describe
+    from solargen.data.splits import load_folds
+
+    config = resolve_config(args)
+    names = ([n.strip() for n in args.fold_names.split(",") if n.strip()] if args.fold_names
+             else [f.name for f in load_folds(config.folds)])
+    if args.dry_run:
+        print(describe(config))
+        print(f"folds: {names}")
+        return 0
+    _check_required(config)
+    cross_validate(config, names)
+    print((Path(config.out) / "cv.md").read_text())
+    return 0
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from forecasting.evaluate import evaluate_checkpoint
+
+    out = args.out or args.checkpoint / f"eval-{args.data.name}{'-' + args.part if args.part else ''}"
+    report = evaluate_checkpoint(args.checkpoint, args.data, out, part=args.part,
+                                 batch_size=args.batch_size, heatmaps=args.heatmaps)
+    s = report["scores"]
+    head = (f"GMGS {s['gmgs']:.3f}, " if "gmgs" in s else "")
+    print(f"{report['task']} on {args.data} ({s['n']} samples): {head}TSS>=M {s['ge_m']['tss']:.3f}, "
+          f"HSS>=M {s['ge_m']['hss']:.3f}, BSS>=M {s['bss_ge_m']:.3f}")
+    print(f"report: {out}")
+    return 0

@@ -1,0 +1,232 @@
+"""Evaluate a trained forecaster on any dataset directory, and cross-validate over all folds.
+
+`evaluate_checkpoint` writes to its output directory:
+    metrics.json        every score (metrics.md), with BSS and GMGS against the TRAINING
+                        climatology stored in the checkpoint; samples used and excluded
+    probabilities.csv   one row per sample: t_obs, frame index, observed class, forecast, p_<class>
+    confusion.png       the contingency table
+    reliability.png     reliability diagram for >= M (10 bins) with the forecast histogram
+    attention.png       attention rollout heat maps over the input frame (ViT models only)
+
+Frames of a dataset normalised differently from the training data are mapped back to raw
+brightness and re-normalised with the training normalisation before prediction.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from forecasting import metrics  # noqa: E402
+from forecasting.models import MODELS  # noqa: E402
+from forecasting.tasks import get_task, make_dataset, part_samples, select_samples  # noqa: E402
+from forecasting.train import CHECKPOINT_FILE, MODEL_DIR, TrainConfig, train  # noqa: E402
+from solargen import io  # noqa: E402
+from solargen.data.dataset import Normalisation, load_dataset  # noqa: E402
+from solargen.data.splits import Fold  # noqa: E402
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory that is missing or does not fit the data."""
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], torch.nn.Module]:
+    path = Path(path)
+    if not (path / CHECKPOINT_FILE).is_file() or not (path / MODEL_DIR).is_dir():
+        raise CheckpointError(f"{path}: not a forecaster checkpoint ({CHECKPOINT_FILE} or "
+                              f"{MODEL_DIR}/ missing; train one with `solargen forecast train`)")
+    meta = io.read_json(path / CHECKPOINT_FILE)
+    model = MODELS[meta["model"]].from_pretrained(path / MODEL_DIR)
+    return meta, model.eval()
+
+
+def _renormaliser(meta: dict[str, Any], ds_norm: dict[str, Any]):
+    """None when the data share the training normalisation, else a frames -> frames map."""
+    if ds_norm == meta["normalisation"]:
+        return None
+    source, target = Normalisation.from_dict(ds_norm), Normalisation.from_dict(meta["normalisation"])
+    return lambda x: torch.from_numpy(target.normalise(source.denormalise(x.numpy())))
+
+
+def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path,
+                        part: str | None = None, batch_size: int = 64,
+                        heatmaps: int = 4) -> dict[str, Any]:
+    """Score `checkpoint` on dataset `data` (all usable frames, or one window of the training
+    fold with `part` = train/val/test) and write the report files to `out`."""
+    meta, model = load_checkpoint(checkpoint)
+    ds = load_dataset(data)
+    if ds.channels != meta["channels"] or ds.size != meta["image_size"]:
+        raise CheckpointError(f"{data}: channels {ds.channels} at {ds.size} px, but the model in "
+                              f"{checkpoint} was trained on {meta['channels']} at "
+                              f"{meta['image_size']} px")
+    task = get_task(meta["task"])
+    history, cadence = int(meta["history"]), float(meta["cadence_hours"])
+    if part is None:
+        samples = select_samples(ds, task)
+    else:
+        ranges = meta["fold"]["ranges"]
+        if part not in ranges:
+            raise CheckpointError(f"{checkpoint}: fold {meta['fold']['name']} has no {part!r} part")
+        fold = Fold(meta["fold"]["name"],
+                    {p: (pd.Timestamp(a), pd.Timestamp(b)) for p, (a, b) in ranges.items()})
+        samples = part_samples(ds, task, fold, part, history, cadence)
+    dataset = make_dataset(ds, samples, history, cadence)
+    if len(dataset) == 0:
+        raise CheckpointError(f"{data}: no usable samples for task {task.name} "
+                              f"(excluded: {samples.excluded})")
+    renorm = _renormaliser(meta, ds.meta["normalisation"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    probs = []
+    with torch.no_grad():
+        for x, _ in tqdm(DataLoader(dataset, batch_size=batch_size), desc="evaluate"):
+            x = renorm(x) if renorm else x
+            probs.append(torch.softmax(model(x.to(device)).logits.float(), dim=-1).cpu())
+    probs_np = torch.cat(probs).numpy()
+    targets = samples.targets
+    scores = metrics.score_forecasts(probs_np, targets, np.asarray(meta["train_climatology"]),
+                                     task.event_class)
+    out = Path(out)
+    report = {
+        "task": task.name, "model": meta["model"], "checkpoint": str(checkpoint), "data": str(data),
+        "data_synthetic": ds.synthetic, "part": part or "all", "classes": list(task.classes),
+        "history": history, "excluded": samples.excluded, "renormalised": renorm is not None,
+        "train_climatology": meta["train_climatology"],
+        "climatology_smoothed": meta["climatology_smoothed"],
+        "scores": scores, "provenance": io.provenance(),
+    }
+    io.write_json(out / "metrics.json", report)
+    _write_probabilities(out / "probabilities.csv", ds, samples.indices, targets, probs_np, task)
+    _confusion_figure(out / "confusion.png", np.asarray(scores["confusion_matrix"]), task.classes,
+                      f"{meta['model']} {task.name} ({part or 'all'})")
+    _reliability_figure(out / "reliability.png", scores["reliability_ge_m"],
+                        scores["bss_ge_m"], f"{meta['model']} {task.name}: >= M")
+    if hasattr(model, "attention_map") and heatmaps > 0:
+        _attention_figure(out / "attention.png", model, dataset, probs_np, task, heatmaps,
+                          renorm, device)
+    return report
+
+
+def _write_probabilities(path: Path, ds, indices, targets, probs, task) -> None:
+    table = pd.DataFrame({"t_obs": ds.times[indices], "frame_index": indices,
+                          "observed": [task.classes[t] for t in targets],
+                          "forecast": [task.classes[k] for k in probs.argmax(axis=1)]})
+    for k, name in enumerate(task.classes):
+        table[f"p_{name}"] = probs[:, k]
+    table[">=M probability"] = probs[:, task.event_class:].sum(axis=1)
+    io.write_text(path, table.to_csv(index=False))
+
+
+def _save(fig, path: Path) -> None:
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _confusion_figure(path: Path, cm: np.ndarray, classes, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 2, 1.2 * len(classes) + 1.5))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(classes)), classes)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("forecast")
+    ax.set_ylabel("observed")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def _reliability_figure(path: Path, rel: dict, bss: float, title: str) -> None:
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.5, 6), height_ratios=(3, 1), sharex=True)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect reliability")
+    f, o = np.asarray(rel["mean_forecast"], float), np.asarray(rel["observed_frequency"], float)
+    ok = np.isfinite(f) & np.isfinite(o)
+    ax.plot(f[ok], o[ok], "o-", label=f"forecast (BSS {bss:.3f})")
+    ax.set_ylabel("observed frequency")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    edges = np.asarray(rel["edges"])
+    hist.bar(edges[:-1], rel["count"], width=np.diff(edges), align="edge", edgecolor="k")
+    hist.set_yscale("log")
+    hist.set_ylim(bottom=0.5)
+    hist.set_xlabel("forecast probability of >= M")
+    hist.set_ylabel("count")
+    _save(fig, path)
+
+
+def _attention_figure(path: Path, model, dataset, probs, task, n: int, renorm, device) -> None:
+    """The `n` samples with the highest and lowest >= M probability, frame + rollout overlay."""
+    event = probs[:, task.event_class:].sum(axis=1)
+    order = np.argsort(event)
+    picks = list(dict.fromkeys([*order[::-1][: (n + 1) // 2], *order[: n // 2]]))
+    x = torch.stack([dataset[int(i)][0] for i in picks])
+    x = renorm(x) if renorm else x
+    heat = model.attention_map(x.to(device)).cpu().numpy()
+    frames = (x[:, -1] if x.ndim == 5 else x)[:, 0].numpy()
+    fig, axes = plt.subplots(2, len(picks), figsize=(2.6 * len(picks), 5.4), squeeze=False)
+    for col, (i, frame, h) in enumerate(zip(picks, frames, heat)):
+        axes[0, col].imshow(frame, cmap="gray", vmin=-1, vmax=1)
+        axes[0, col].set_title(f"p(>=M)={event[i]:.2f}\nobs {task.classes[int(dataset[int(i)][1])]}",
+                               fontsize=8)
+        axes[1, col].imshow(frame, cmap="gray", vmin=-1, vmax=1)
+        axes[1, col].imshow(h, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        for ax in axes[:, col]:
+            ax.axis("off")
+    fig.suptitle("attention rollout (most recent frame, first channel)", fontsize=9)
+    _save(fig, path)
+
+
+def _table_metrics(scores: dict[str, Any]) -> dict[str, float]:
+    row = {"tss_ge_m": scores["ge_m"]["tss"], "hss_ge_m": scores["ge_m"]["hss"],
+           "bss_ge_m": scores["bss_ge_m"], "recall_ge_m": scores["ge_m"]["recall"],
+           "precision_ge_m": scores["ge_m"]["precision"]}
+    if "gmgs" in scores:
+        row = {"gmgs": scores["gmgs"], "gmgs_eval_clim": scores["gmgs_eval_climatology"],
+               **row, "accuracy": scores["accuracy"]}
+    else:
+        row["accuracy"] = scores["ge_m"]["accuracy"]
+    return row
+
+
+def cross_validate(config: TrainConfig, fold_names: list[str]) -> dict[str, Any]:
+    """Train and test every fold into <out>/<fold>; write cv.json and cv.md (mean ± std)."""
+    out = Path(config.out)
+    rows = {}
+    for name in fold_names:
+        fold_cfg = dataclasses.replace(config, fold=name, out=str(out / name))
+        train(fold_cfg)
+        report = evaluate_checkpoint(out / name, config.data, out / name / "test", part="test")
+        rows[name] = {"n": report["scores"]["n"], **_table_metrics(report["scores"])}
+    table = pd.DataFrame(rows).T
+    summary = {"config": dataclasses.asdict(config), "folds": rows,
+               "mean": table.mean().to_dict(), "std": table.std(ddof=1).to_dict(),
+               "provenance": io.provenance()}
+    io.write_json(out / "cv.json", summary)
+    io.write_text(out / "cv.md", format_cv_table(table, config))
+    return summary
+
+
+def format_cv_table(table: pd.DataFrame, config: TrainConfig) -> str:
+    cols = [c for c in table.columns if c != "n"]
+    lines = [f"# Cross-validation: {config.model} ({config.size}), {config.task}, loss "
+             f"{config.loss.name}", "", f"data: {config.data}; folds: {config.folds}", "",
+             "| fold | n | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    for name, row in table.iterrows():
+        lines.append(f"| {name} | {int(row['n'])} | "
+                     + " | ".join(f"{row[c]:.3f}" for c in cols) + " |")
+    mean, std = table[cols].mean(), table[cols].std(ddof=1)
+    lines.append("| mean ± std | | " + " | ".join(f"{mean[c]:.3f} ± {std[c]:.3f}" for c in cols)
+                 + " |")
+    return "\n".join(lines) + "\n"

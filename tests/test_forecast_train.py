@@ -1,0 +1,198 @@
+"""Tasks, leakage, and the train / resume / evaluate / cross-validate path on a tiny dataset."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from forecasting import train as train_mod
+from forecasting.losses import LossConfig, NonFiniteLossError
+from forecasting.tasks import get_task, make_dataset, part_samples, select_samples, used_frames
+from forecasting.train import TrainConfig, train
+from solargen.cli import main as solargen_main
+from solargen.data.dataset import write_dataset
+from solargen.data.splits import SplitError, check_no_leakage, load_folds
+
+FOLDS_YAML = """gap_hours: 72
+folds:
+  - name: f1
+    train: [2012-01-01, 2012-01-14]
+    val:   [2012-01-18, 2012-01-22]
+    test:  [2012-01-26, 2012-01-31]
+  - name: f2
+    train: [2012-01-01, 2012-01-31]
+    val:   [2012-02-04, 2012-02-09]
+    test:  [2012-02-13, 2012-02-20]
+"""
+TINY_DEIT = {"patch_size": 8, "embed_dim": 16, "depth": 1, "num_heads": 2}
+TINY_SSM = {"conv_channels": [4, 8], "d_model": 16, "state_size": 8, "depth": 1}
+
+
+def _letters(flux: np.ndarray) -> np.ndarray:
+    return np.array(["ABCMX"[int(np.clip(np.floor(np.log10(f)) + 8, 0, 4))] for f in flux])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Hourly 16x16 frames over Jan-Feb 2012 whose brightness tracks the coming flux, with a few
+    missing targets and stale frames."""
+    root = tmp_path_factory.mktemp("forecast")
+    rng = np.random.default_rng(0)
+    t = pd.date_range("2012-01-01", "2012-02-21 23:00", freq="h", tz="UTC")
+    n = len(t)
+    log_flux = -6.0 + np.convolve(rng.normal(0, 1.2, n + 96), np.ones(12) / 4, "same")[:n + 96]
+    flux = 10.0 ** log_flux
+    max24 = np.array([flux[i + 1:i + 25].max() for i in range(n)])
+    max72 = np.array([flux[i + 1:i + 73].max() for i in range(n)])
+    frames = rng.normal(0, 0.1, (n, 1, 16, 16))
+    frames[:, 0, 4:12, 4:12] += ((np.log10(max24) + 6) / 3)[:, None, None]
+    labels = pd.DataFrame({"t_obs": t, "goes_flux": flux[:n], "goes_class": _letters(flux[:n]),
+                           "max_flux_24h": max24, "max_class_24h": _letters(max24).astype(object),
+                           "max_flux_72h": max72, "max_class_72h": _letters(max72).astype(object),
+                           "stale": np.zeros(n, bool)})
+    labels.loc[[30, 31], "max_class_24h"] = None
+    labels.loc[[40, 500], "stale"] = True
+    meta = {"source": "test", "channels": ["171"], "size": 16,
+            "normalisation": {"scaling": "linear", "lo": [0.0], "hi": [1.0]}}
+    ds = write_dataset(root / "ds", np.clip(frames, -1, 1), labels, meta, "test dataset\n")
+    folds = root / "folds.yaml"
+    folds.write_text(FOLDS_YAML)
+    return ds, folds, root
+
+
+def _config(tiny, out, **kw) -> TrainConfig:
+    ds, folds, _ = tiny
+    base = dict(data=str(ds.root), out=str(out), folds=str(folds), model="deit", task="binary-24h",
+                epochs=2, batch_size=32, lr=2e-3, patience=5, model_overrides=dict(TINY_DEIT))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_task_selection_counts_exclusions(tiny):
+    ds, _, _ = tiny
+    hourly = select_samples(ds, get_task("binary-24h"))
+    assert hourly.excluded == {"target missing": 2, "stale frame": 2}
+    assert len(hourly.targets) == len(ds) - 4
+    expected = ds.labels["max_class_24h"].isin(["M", "X"]).to_numpy()[hourly.indices]
+    assert np.array_equal(hourly.targets, expected.astype(int))
+    daily = select_samples(ds, get_task("binary-24h-daily"))
+    assert (ds.times[daily.indices].hour == 0).all() and len(daily.indices) == 52
+    four = select_samples(ds, get_task("4class-72h"))
+    letters = ds.labels["max_class_72h"].to_numpy()[four.indices]
+    assert np.array_equal(four.targets, pd.Series(letters).map(
+        {"A": 0, "B": 0, "C": 1, "M": 2, "X": 3}).to_numpy())
+
+
+def test_histories_stay_inside_windows_and_no_leakage(tiny):
+    ds, folds_path, _ = tiny
+    task, fold = get_task("4class-72h"), load_folds(folds_path).get("f1")
+    parts = {}
+    for part in ("train", "val", "test"):
+        samples = part_samples(ds, task, fold, part, history=12)
+        assert samples.excluded["history starts before the window"] == 11
+        parts[part] = used_frames(make_dataset(ds, samples, history=12))
+    check_no_leakage(ds.times, parts, task.horizon_hours)
+    # control: a history reaching 30 h back from the first val frame lands within 72 h of training
+    val_start = np.flatnonzero(ds.times >= pd.Timestamp("2012-01-18", tz="UTC"))[0]
+    leaky = dict(parts, val=np.arange(val_start - 30, val_start + 5))
+    with pytest.raises(SplitError):
+        check_no_leakage(ds.times, leaky, task.horizon_hours)
+
+
+def test_resume_after_kill_continues_identically(tiny, tmp_path, monkeypatch):
+    straight = train(_config(tiny, tmp_path / "a", epochs=3))
+    real_save = train_mod._Stage.save
+
+    def save_then_die(self, accelerator, model, optimizer, scheduler, progress):
+        real_save(self, accelerator, model, optimizer, scheduler, progress)
+        if progress["epoch"] == 1:
+            raise KeyboardInterrupt("simulated kill after epoch 1")
+
+    monkeypatch.setattr(train_mod._Stage, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny, tmp_path / "b", epochs=3))
+    monkeypatch.setattr(train_mod._Stage, "save", real_save)
+    resumed = train(_config(tiny, tmp_path / "b", epochs=3))
+    a = torch.load(tmp_path / "a/state/main.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b/state/main.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["best_val_score"] == straight["best_val_score"]
+    log = json.loads((tmp_path / "b/log.json").read_text())
+    assert [e["epoch"] for e in log] == [0, 1, 2]
+    meta = json.loads((tmp_path / "b/forecast.json").read_text())
+    counts = np.array(meta["train_counts"])
+    assert np.allclose(meta["train_climatology"], counts / counts.sum())
+
+
+def test_nan_loss_stops_training(tiny, tmp_path, monkeypatch):
+    real_build = train_mod.build_model
+
+    def poisoned(*args, **kw):
+        model = real_build(*args, **kw)
+        torch.nn.init.constant_(model.head.bias, float("nan"))
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", poisoned)
+    with pytest.raises(NonFiniteLossError):
+        train(_config(tiny, tmp_path / "nan"))
+    assert not (tmp_path / "nan/model").exists()
+
+
+def test_crt_stage_and_evaluate_cli(tiny, tmp_path, capsys):
+    ds, _, root = tiny
+    out = tmp_path / "crt"
+    train(_config(tiny, out, epochs=1, crt_epochs=1, loss=LossConfig(name="focal")))
+    assert (out / "model-stage1").is_dir() and (out / "model").is_dir()
+    log = json.loads((out / "log.json").read_text())
+    assert [e["stage"] for e in log] == ["main", "crt"]
+    rc = solargen_main(["forecast", "evaluate", "--checkpoint", str(out), "--data", str(ds.root),
+                        "--out", str(tmp_path / "ev"), "--heatmaps", "2"])
+    assert rc == 0
+    for name in ("metrics.json", "probabilities.csv", "confusion.png", "reliability.png",
+                 "attention.png"):
+        assert (tmp_path / "ev" / name).is_file(), name
+    report = json.loads((tmp_path / "ev/metrics.json").read_text())
+    probs = pd.read_csv(tmp_path / "ev/probabilities.csv")
+    assert len(probs) == report["scores"]["n"] == len(ds) - 4
+    assert np.allclose(probs[["p_<M", "p_>=M"]].sum(axis=1), 1.0, atol=1e-5)
+    meta = json.loads((out / "forecast.json").read_text())
+    assert report["scores"]["train_rate_ge_m"] == pytest.approx(meta["train_climatology"][1])
+    assert "TSS>=M" in capsys.readouterr().out
+    # unseen data normalised differently is mapped back to the training normalisation
+    other_meta = dict(ds.meta, normalisation={"scaling": "linear", "lo": [-1.0], "hi": [1.0]})
+    frames = np.asarray(ds.frames[:300], np.float32) / 2 + 0.5   # same raw brightness
+    other = write_dataset(tmp_path / "other", frames, ds.labels.iloc[:300], other_meta, "other\n")
+    from forecasting.evaluate import evaluate_checkpoint
+    again = evaluate_checkpoint(out, other.root, tmp_path / "ev2", heatmaps=0)
+    assert again["renormalised"] and again["scores"]["n"] == 300 - 3
+    p2 = pd.read_csv(tmp_path / "ev2/probabilities.csv")
+    assert np.allclose(p2["p_>=M"], probs["p_>=M"].iloc[:len(p2)], atol=2e-3)
+
+
+def test_cv_cli_ssm_over_all_folds(tiny, tmp_path):
+    ds, folds, _ = tiny
+    cfg = tmp_path / "ssm.yaml"
+    cfg.write_text(f"model: ssm\ntask: 4class-24h\nhistory: 6\nepochs: 1\nbatch_size: 32\n"
+                   f"lr: 0.002\nmodel_overrides: {json.dumps(TINY_SSM)}\nloss:\n  name: flare\n"
+                   f"  ib_start_epoch: 0\n")
+    out = tmp_path / "cv"
+    rc = solargen_main(["forecast", "cv", "--config", str(cfg), "--data", str(ds.root),
+                        "--folds", str(folds), "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "cv.json").read_text())
+    assert set(summary["folds"]) == {"f1", "f2"}
+    assert np.isfinite(summary["mean"]["gmgs"])
+    table = (out / "cv.md").read_text()
+    assert "mean ± std" in table and "| f2 |" in table
+    assert (out / "f2/test/metrics.json").is_file()
+
+
+def test_dry_run_prints_resolved_config(capsys):
+    assert solargen_main(["forecast", "train", "--model", "ssm", "--loss", "flare",
+                          "--history", "48", "--dry-run"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model"] == "ssm" and printed["history"] == 48
+    assert printed["loss"]["name"] == "flare"
