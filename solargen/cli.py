@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "solargen.data.cli",
     "solargen.diffusion.cli",
+    "eval.cli",
     "forecasting.cli",
 )
 
