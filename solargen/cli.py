@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "solargen.diffusion.cli",
     "eval.cli",
     "forecasting.cli",
+    "forecasting.ablation_cli",
 )
 
 

@@ -1,0 +1,358 @@
+"""Augmentation ablation: grid bookkeeping, caching, resume after a kill, leakage, the report.
+
+A 16 x 16 dataset of 144 hourly frames (written with write_dataset), a one-fold folds file, a
+tiny DeiT and an XS generator trained for a few steps: the whole file runs in well under a minute
+on one thread.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+import forecasting.ablation as ablation
+import solargen.diffusion.train as diffusion_train
+from forecasting.ablation import (AblationError, LeakageError, assert_no_leakage,
+                                  check_generator_fold, load_ablation_config, plan_cells,
+                                  run_ablation)
+from forecasting.ablation_report import SECTIONS
+from forecasting.augment import (STRATEGIES, SyntheticSamples, Transformed, classical_transform,
+                                 count_origin, minority_picks, oversample_weights, seeded)
+from forecasting.tasks import get_task, make_dataset, part_samples
+from solargen.cli import main as cli_main
+from solargen.data.dataset import load_dataset, write_dataset
+from solargen.data.splits import load_folds
+
+SIZE = 16
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PATTERN = np.array(list("BCBCMBCBCX"), dtype=object)
+FLUX = {"B": 3e-7, "C": 3e-6, "M": 3e-5, "X": 2e-4}
+STRATEGY_LIST = ["none", "classical-gentle", "classical-copies", "oversample", "class-weight",
+                 "synthetic", "synthetic+classical"]
+
+
+def write_tiny_dataset(root: Path) -> Path:
+    """Hourly frames 2012-01-01..06; class pattern B C B C M B C B C X; a brighter blob for
+    bigger classes; every third frame lacks a peak-matched label; one stale frame."""
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2012-01-01", "2012-01-06 23:00", freq="h", tz="UTC")
+    letters = np.resize(PATTERN, len(times))
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    disk = ((yy - 7.5) ** 2 + (xx - 7.5) ** 2 < 36).astype(np.float32)
+    level = {"B": 0.1, "C": 0.3, "M": 0.6, "X": 0.9}
+    frames = []
+    for c in letters:
+        cy, cx = rng.integers(4, 12, size=2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 4.0) * level[c]
+        frames.append((disk * 0.8 + blob - 1 + 0.05 * rng.standard_normal((SIZE, SIZE)))[None])
+    frames = np.clip(np.stack(frames), -1, 1).astype(np.float32)
+    peak = letters.copy()
+    peak[::3] = None
+    stale = np.zeros(len(times), bool)
+    stale[30] = True
+    labels = pd.DataFrame({"t_obs": times, "goes_class": letters,
+                           "goes_flux": [FLUX[c] for c in letters], "max_class_24h": letters,
+                           "max_flux_24h": [FLUX[c] for c in letters], "peak_class": peak,
+                           "stale": stale})
+    meta = {"source": "test", "channels": ["171"], "size": SIZE, "synthetic": True,
+            "normalisation": {"scaling": "linear", "lo": [0.0], "hi": [255.0]}}
+    write_dataset(root, frames, labels, meta, "tiny ablation test dataset\n")
+    return root
+
+
+def write_folds(path: Path) -> Path:
+    path.write_text(yaml.safe_dump({"gap_hours": 24, "folds": [
+        {"name": "t1", "train": ["2012-01-01", "2012-01-02"], "val": ["2012-01-04", "2012-01-04"],
+         "test": ["2012-01-06", "2012-01-06"]}]}))
+    return path
+
+
+def write_config(tmp: Path, name: str = "tiny", **changes) -> Path:
+    config = {
+        "name": name, "description": "tiny test grid",
+        "data": str(tmp / "ds"), "folds": str(tmp / "folds.yaml"),
+        "tasks": ["binary-24h"], "models": ["deit"], "strategies": STRATEGY_LIST,
+        "n_synthetic": [2, 4], "synthetic_sets": 2, "seeds": [0],
+        "minority_classes": ["M", "X"], "metrics": ["tss", "hss"],
+        "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "patience": 1,
+                  "model_overrides": {"patch_size": 8, "embed_dim": 16, "depth": 1,
+                                      "num_heads": 2}},
+        "generator": {"config": str(CONFIGS / "ddpm-tiny.yaml"), "steps": 2, "batch_size": 8,
+                      "overrides": ["model.attention_max_resolution=4", "train.max_steps=4",
+                                    "train.batch_size=4", "train.warmup_steps=1",
+                                    "train.checkpoint_every=2"]},
+        "cache_dir": str(tmp / "cache"),
+    }
+    config.update(changes)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("ablation")
+    write_tiny_dataset(tmp / "ds")
+    write_folds(tmp / "folds.yaml")
+    return tmp
+
+
+class Counter:
+    """Wrap a function, counting calls; raise KeyboardInterrupt (a kill) after `kill_after`."""
+
+    def __init__(self, fn, kill_after: int | None = None):
+        self.fn, self.calls, self.kill_after = fn, 0, kill_after
+
+    def __call__(self, *args, **kwargs):
+        if self.kill_after is not None and self.calls >= self.kill_after:
+            raise KeyboardInterrupt("simulated kill")
+        self.calls += 1
+        return self.fn(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def first_run(workdir):
+    config = load_ablation_config(write_config(workdir))
+    mp = pytest.MonkeyPatch()
+    fits = Counter(ablation.fit_forecaster)
+    gens = Counter(diffusion_train.train)
+    mp.setattr(ablation, "fit_forecaster", fits)
+    mp.setattr(diffusion_train, "train", gens)
+    try:
+        result = run_ablation(config, workdir / "run", progress=False)
+    finally:
+        mp.undo()
+    return config, result, fits.calls, gens.calls
+
+
+def test_cells_listed_equal_cells_run(first_run, workdir):
+    config, result, fits, gens = first_run
+    planned = [c.id for c in plan_cells(config)]
+    # 4 strategies without N + 3 with N x 2 N values x 2 synthetic sets
+    assert len(planned) == 4 + 3 * 2 * 2 == len(set(planned))
+    assert result["cells"] == planned and result["ran"] == planned and result["skipped"] == 0
+    written = sorted(p.stem for p in (workdir / "run" / "cells").glob("*.json"))
+    assert written == sorted(planned)
+    assert fits == len(planned)
+    assert gens == 1                                  # one fold -> one generator, trained once
+    assert len(list((workdir / "cache" / "synthetic").rglob("*.npz"))) == 2   # one per set index
+    assert len(list((workdir / "run" / "models").glob("*/model"))) == len(planned)
+
+
+def test_second_run_trains_nothing(first_run, workdir, monkeypatch):
+    config = first_run[0]
+    cells = sorted((workdir / "run" / "cells").glob("*.json"))
+    mtimes = [p.stat().st_mtime_ns for p in cells]
+    fits = Counter(ablation.fit_forecaster)
+    gens = Counter(diffusion_train.train)
+    import solargen.diffusion.sample as sample
+    samples = Counter(sample.sample_set)
+    monkeypatch.setattr(ablation, "fit_forecaster", fits)
+    monkeypatch.setattr(diffusion_train, "train", gens)
+    monkeypatch.setattr(sample, "sample_set", samples)
+    result = run_ablation(config, workdir / "run", progress=False)
+    assert (fits.calls, gens.calls, samples.calls) == (0, 0, 0)
+    assert result["ran"] == [] and result["skipped"] == len(cells)
+    assert [p.stat().st_mtime_ns for p in cells] == mtimes
+
+
+def test_resume_after_kill_redoes_nothing_finished(first_run, workdir, monkeypatch):
+    config = load_ablation_config(write_config(workdir, name="killed",
+                                               strategies=["none", "oversample", "synthetic"],
+                                               n_synthetic=[2], synthetic_sets=1))
+    out = workdir / "killed-run"
+    total = len(plan_cells(config))
+    monkeypatch.setattr(ablation, "fit_forecaster", Counter(ablation.fit_forecaster, kill_after=2))
+    with pytest.raises(KeyboardInterrupt):
+        run_ablation(config, out, progress=False)
+    done = {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert len(done) == 2
+    fits = Counter(ablation.fit_forecaster.fn)
+    monkeypatch.setattr(ablation, "fit_forecaster", fits)
+    result = run_ablation(config, out, progress=False)
+    assert fits.calls == total - 2 and result["skipped"] == 2
+    assert all(p.stat().st_mtime_ns == t for p, t in done.items())
+    assert len(list((out / "cells").glob("*.json"))) == total
+
+
+def test_changed_settings_refuse_the_old_output(first_run, workdir):
+    config = load_ablation_config(write_config(workdir, name="changed",
+                                               train={"epochs": 2, "batch_size": 16}))
+    with pytest.raises(AblationError, match="different settings"):
+        run_ablation(config, workdir / "run", progress=False)
+
+
+def test_synthetic_frames_only_in_training(first_run, workdir):
+    results = [json.loads(p.read_text()) for p in (workdir / "run" / "cells").glob("*.json")]
+    for r in results:
+        s, c = r["samples"], r["cell"]
+        assert s["synthetic_val"] == s["synthetic_test"] == 0
+        assert s["classical-copy_val"] == s["classical-copy_test"] == 0
+        expected = c["n"] * 2 if c["strategy"].startswith("synthetic") else 0
+        assert s["synthetic_train"] == expected
+        copies = c["n"] * 2 if c["strategy"] == "classical-copies" else 0
+        assert s["classical-copy_train"] == copies
+        assert s["train_total"] == s["train_real"] + expected + copies
+    # val/test sizes are those of the real windows, identical in every cell
+    assert len({(r["samples"]["val"], r["samples"]["test"]) for r in results}) == 1
+    report = (workdir / "run" / "report.md").read_text()
+    total = sum(r["samples"]["synthetic_train"] for r in results)
+    assert f"Synthetic frames in training sets: {total} " in report
+    assert "in validation sets: 0; in test sets: 0" in report
+
+
+def test_generator_trained_on_the_fold_training_split_only(first_run, workdir):
+    fold = load_folds(workdir / "folds.yaml").get("t1")
+    start, end = fold.window("train")
+    records = list((workdir / "cache" / "generators").glob("*/generator.json"))
+    assert len(records) == 1 and records[0].parent.name.startswith("t1-")
+    training = json.loads(records[0].read_text())["training"]
+    assert training["fold"] == "t1"
+    assert start <= pd.Timestamp(training["first_frame"]) <= pd.Timestamp(training["last_frame"]) < end
+    # a record reaching past the training window is refused
+    late = dict(training, last_frame=str(fold.window("val")[0]))
+    with pytest.raises(LeakageError):
+        check_generator_fold(late, fold, "test")
+    with pytest.raises(LeakageError):
+        check_generator_fold(dict(training, fold="f9"), fold, "test")
+
+
+def test_assert_no_leakage_catches_synthetic_in_test(workdir):
+    ds = load_dataset(workdir / "ds")
+    fold = load_folds(workdir / "folds.yaml").get("t1")
+    task = get_task("binary-24h")
+    real = {p: make_dataset(ds, part_samples(ds, task, fold, p, 1), 1) for p in ("train", "val", "test")}
+    fake = SyntheticSamples(np.zeros((3, 1, SIZE, SIZE), np.float32), np.ones(3, int))
+    counts = assert_no_leakage(torch.utils.data.ConcatDataset([real["train"], fake]),
+                               real["val"], real["test"])
+    assert counts["synthetic_train"] == 3 and counts["synthetic_test"] == 0
+    with pytest.raises(LeakageError, match="synthetic_test"):
+        assert_no_leakage(real["train"], real["val"],
+                          Transformed(torch.utils.data.ConcatDataset([real["test"], fake]),
+                                      classical_transform("gentle")))
+
+
+def test_report_has_required_sections(first_run, workdir):
+    out = workdir / "run"
+    report = (out / "report.md").read_text()
+    for section in SECTIONS:
+        assert section in report
+    assert "synthetic embedded default dataset, not from solar data" in report
+    results = json.loads((out / "results.json").read_text())
+    assert {r["strategy"] for r in results["aggregates"]} == set(STRATEGY_LIST)
+    tests = results["tests"]
+    assert {t["strategy"] for t in tests} == set(STRATEGY_LIST) - {"none"}
+    assert all(t["pairs"] == 1 for t in tests)        # one seed x one fold
+    assert results["verdicts"][0].startswith("Overall: not testable")
+    assert len(results["verdicts"]) == 3 and all("binary-24h / deit" in v for v in results["verdicts"][1:])
+    assert results["costs"]["generation"]["CPU"] > 0
+    for fig in results["figures"]:
+        assert (out / fig).stat().st_size > 1000
+    none = next(r for r in results["aggregates"] if r["strategy"] == "none")
+    cell = json.loads((out / "cells" / f"binary-24h__t1__deit__seed0__none__n0__set0.json").read_text())
+    assert none["tss"]["mean"] == pytest.approx(cell["metrics"]["tss"])
+    assert (out / "command.txt").read_text().strip()
+
+
+def test_dry_run_lists_cells_and_cost(workdir, capsys):
+    path = write_config(workdir, name="dry")
+    assert cli_main(["ablate", "--config", str(path), "--out", str(workdir / "dry"),
+                     "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    config = load_ablation_config(path)
+    assert all(c.id in text for c in plan_cells(config))
+    assert "estimated cost on cpu" in text and "binary-24h/t1/deit: real samples" in text
+    assert not (workdir / "dry" / "cells").exists()
+
+
+def test_config_errors_name_the_file(workdir):
+    bad = write_config(workdir, name="bad", strategies=["none", "smote"])
+    with pytest.raises(Exception, match="smote"):
+        load_ablation_config(bad)
+    no_base = write_config(workdir, name="nobase", strategies=["synthetic"])
+    with pytest.raises(AblationError, match="'none'"):
+        load_ablation_config(no_base)
+    typo = workdir / "typo.yaml"
+    typo.write_text(yaml.safe_dump({"name": "x", "seedz": [0]}))
+    with pytest.raises(AblationError, match="typo.yaml.*seedz"):
+        load_ablation_config(typo)
+    assert cli_main(["ablate", "--config", str(typo), "--out", str(workdir / "x")]) == 2
+
+
+def test_shipped_configs_load():
+    for path in sorted((CONFIGS / "ablation").glob("*.yaml")):
+        config = load_ablation_config(path)
+        assert config.strategies[0] == "none", path
+
+
+def test_classical_transforms_and_rebalancing():
+    x = torch.linspace(-1, 1, 2 * SIZE * SIZE).reshape(2, 1, SIZE, SIZE)   # a 2-frame history
+    for variant in ("gentle", "broad"):
+        t = classical_transform(variant)
+        a, b = seeded(t, x, 5), seeded(t, x, 5)
+        assert a.shape == x.shape and torch.equal(a, b)
+        assert a.min() >= -1 and a.max() <= 1
+    flips = [seeded(classical_transform("gentle"), x, s) for s in range(8)]
+    assert any(not torch.allclose(f, x, atol=0.2) for f in flips)     # it does transform
+    letters = np.array(list("BBBBCCMX"), dtype=object)
+    picks = minority_picks(letters, ["M", "X", "A"], 5, seed=0)
+    assert list(letters[picks]) == ["M"] * 5 + ["X"] * 5
+    w = oversample_weights(np.array([0, 0, 0, 1]))
+    assert w[:3].sum() == pytest.approx(w[3])
+    assert set(STRATEGIES) >= set(STRATEGY_LIST) | {"classical-broad"}
+
+
+def test_synthetic_histories(workdir):
+    ds = load_dataset(workdir / "ds")
+    fold = load_folds(workdir / "folds.yaml").get("t1")
+    task = get_task("4class-24h")
+    real = make_dataset(ds, part_samples(ds, task, fold, "train", 3), 3)
+    frames = np.full((4, 1, SIZE, SIZE), 0.5, np.float32)
+    targets = np.array([2, 2, 3, 3])
+    latest = SyntheticSamples(frames, targets, history=3, mode="latest", real=real)
+    seq, y = latest[0]
+    assert seq.shape == (3, 1, SIZE, SIZE) and int(y) == 2
+    assert torch.all(seq[-1] == 0.5) and not torch.all(seq[0] == 0.5)
+    host = int(latest.hosts[2])
+    assert int(real.targets[host]) == 3                # hosted by a real history of its class
+    repeat = SyntheticSamples(frames, targets, history=3, mode="repeat")
+    assert torch.all(repeat[1][0] == 0.5)
+    assert count_origin(torch.utils.data.ConcatDataset([real, latest, repeat]), "synthetic") == 8
+
+
+def _fake(strategy: str, n: int, seed: int, fold: str, tss: float) -> dict:
+    return {"cell": {"task": "binary-24h", "model": "deit", "strategy": strategy, "n": n,
+                     "seed": seed, "fold": fold, "set_index": 0}, "metrics": {"tss": tss}}
+
+
+def test_paired_tests_and_verdicts_follow_the_numbers():
+    from forecasting.ablation_report import _overall, _verdict_line, aggregate, paired_tests
+    units = [(s, f) for s in range(3) for f in ("f1", "f2")]
+    rng = np.random.default_rng(0)
+    base = {u: 0.2 + 0.05 * rng.standard_normal() for u in units}
+    results = [_fake("none", 0, s, f, base[(s, f)]) for s, f in units]
+    results += [_fake("synthetic", 100, s, f, base[(s, f)] + 0.1 + 0.01 * i)
+                for i, (s, f) in enumerate(units)]
+    results += [_fake("classical-gentle", 0, s, f, base[(s, f)] - 0.02 * (i % 2))
+                for i, (s, f) in enumerate(units)]
+    rows = aggregate(results, ["tss"])
+    tests = paired_tests(results, rows, ["tss"])
+    syn = next(t for t in tests if t["strategy"] == "synthetic")
+    assert syn["pairs"] == 6 and syn["mean_diff"] == pytest.approx(0.125) and syn["t_p"] < 1e-4
+    outcome, line = _verdict_line(tests, rows, "binary-24h", "deit", "tss", ["synthetic"])
+    assert outcome == "helps" and "synthetic N=100 (+0.125" in line and "beats" in line
+    # the same data with the synthetic gain removed is a negative result
+    flat = [r if r["cell"]["strategy"] != "synthetic" else
+            _fake("synthetic", 100, r["cell"]["seed"], r["cell"]["fold"],
+                  base[(r["cell"]["seed"], r["cell"]["fold"])] + (0.01 if r["cell"]["seed"] else -0.01))
+            for r in results]
+    rows = aggregate(flat, ["tss"])
+    outcome, line = _verdict_line(paired_tests(flat, rows, ["tss"]), rows, "binary-24h", "deit",
+                                  "tss", ["synthetic"])
+    assert outcome == "no-gain" and "negative result" in line
+    assert _overall([outcome], 2).startswith("Overall: a negative result")
