@@ -13,6 +13,7 @@ Multi-channel frames are matched to the first channel's time within +-`match_min
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -146,6 +147,42 @@ class BundleSource:
         return bool(self._stale[i])
 
 
+class _MatchedChannels(ABC):
+    """Shared behaviour of per-file sources: each channel has its own time list, matched to the
+    first channel's times; subclasses fill `_times` and implement `_read_one`."""
+
+    channels: tuple[str, ...]
+    match_min: float
+    _times: dict[str, pd.DatetimeIndex]
+
+    def _match_channels(self) -> None:
+        ref = self._times[self.channels[0]]
+        self._index = {ch: _match(ref, self._times[ch], self.match_min) for ch in self.channels}
+
+    @abstractmethod
+    def _read_one(self, channel: str, j: int) -> np.ndarray:
+        """The raw image number j of `channel`."""
+
+    def times(self) -> pd.DatetimeIndex:
+        return self._times[self.channels[0]]
+
+    def read(self, i: int) -> list[np.ndarray]:
+        out = []
+        for ch in self.channels:
+            j = self._index[ch][i]
+            if j < 0:
+                raise FrameError(f"{self.origin(i)}: no channel {ch} frame within "
+                                 f"{self.match_min:g} min")
+            out.append(self._read_one(ch, j))
+        return out
+
+    def origin(self, i: int) -> str:
+        return str(self._files[self.channels[0]][i])
+
+    def stale(self, i: int) -> bool:
+        return False
+
+
 # ----------------------------------------------------------------------------- FITS directory
 
 def _fits_files(root: Path) -> list[Path]:
@@ -189,7 +226,7 @@ def _read_fits_image(path: Path) -> np.ndarray:
 
 
 @dataclass
-class FitsDirSource:
+class FitsDirSource(_MatchedChannels):
     root: Path
     channels: tuple[str, ...]
     match_min: float = 30.0
@@ -218,29 +255,12 @@ class FitsDirSource:
             t = pd.DatetimeIndex([x[0] for x in items])
             _check_order(t, f"{self.root} (channel {ch})", names=[x[1].name for x in items])
             self._files[ch], self._times[ch] = [x[1] for x in items], t
-        ref = self._times[self.channels[0]]
-        self._index = {ch: _match(ref, self._times[ch], self.match_min) for ch in self.channels}
+        self._match_channels()
         self.description = f"FITS directory {self.root} ({', '.join(self.channels)})"
         self.value_range = None
 
-    def times(self) -> pd.DatetimeIndex:
-        return self._times[self.channels[0]]
-
-    def read(self, i: int) -> list[np.ndarray]:
-        out = []
-        for ch in self.channels:
-            j = self._index[ch][i]
-            if j < 0:
-                raise FrameError(f"{self.origin(i)}: no channel {ch} frame within "
-                                 f"{self.match_min:g} min")
-            out.append(_read_fits_image(self._files[ch][j]))
-        return out
-
-    def origin(self, i: int) -> str:
-        return str(self._files[self.channels[0]][i])
-
-    def stale(self, i: int) -> bool:
-        return False
+    def _read_one(self, channel: str, j: int) -> np.ndarray:
+        return _read_fits_image(self._files[channel][j])
 
 
 # ----------------------------------------------------------------------------- image folder + CSV
@@ -261,7 +281,7 @@ def _read_picture(path: Path) -> np.ndarray:
 
 
 @dataclass
-class ImageFolderSource:
+class ImageFolderSource(_MatchedChannels):
     root: Path
     times_csv: Path
     channels: tuple[str, ...]
@@ -294,35 +314,18 @@ class ImageFolderSource:
             _check_order(t, where, names=rows["file"].tolist())
             self._files[ch] = [self.root / f for f in rows["file"]]
             self._times[ch] = t
-        ref = self._times[self.channels[0]]
-        self._index = {ch: _match(ref, self._times[ch], self.match_min) for ch in self.channels}
+        self._match_channels()
         self.description = f"image folder {self.root} with times {self.times_csv}"
         self.value_range = (0.0, 255.0)
 
-    def times(self) -> pd.DatetimeIndex:
-        return self._times[self.channels[0]]
-
-    def read(self, i: int) -> list[np.ndarray]:
-        out = []
-        for ch in self.channels:
-            j = self._index[ch][i]
-            if j < 0:
-                raise FrameError(f"{self.origin(i)}: no channel {ch} image within "
-                                 f"{self.match_min:g} min")
-            out.append(_read_picture(self._files[ch][j]))
-        return out
-
-    def origin(self, i: int) -> str:
-        return str(self._files[self.channels[0]][i])
-
-    def stale(self, i: int) -> bool:
-        return False
+    def _read_one(self, channel: str, j: int) -> np.ndarray:
+        return _read_picture(self._files[channel][j])
 
 
 # ----------------------------------------------------------------------------- SDOMLv2 zarr
 
 @dataclass
-class ZarrSource:
+class ZarrSource(_MatchedChannels):
     url: str
     channels: tuple[str, ...]
     match_min: float = 30.0
@@ -359,31 +362,16 @@ class ZarrSource:
             _check_order(t, f"{self.url} (channel {ch})")
             self._arrays[ch] = [pieces[k] for k in order]
             self._times[ch] = t
-        ref = self._times[self.channels[0]]
-        self._index = {ch: _match(ref, self._times[ch], self.match_min) for ch in self.channels}
+        self._match_channels()
         self.description = f"SDOML zarr {self.url} ({', '.join(self.channels)})"
         self.value_range = None
 
-    def times(self) -> pd.DatetimeIndex:
-        return self._times[self.channels[0]]
-
-    def read(self, i: int) -> list[np.ndarray]:
-        out = []
-        for ch in self.channels:
-            j = self._index[ch][i]
-            if j < 0:
-                raise FrameError(f"{self.origin(i)}: no channel {ch} image within "
-                                 f"{self.match_min:g} min")
-            arr, k = self._arrays[ch][j]
-            out.append(_check_finite(np.asarray(arr[k], np.float32), self.origin(i)))
-        return out
+    def _read_one(self, channel: str, j: int) -> np.ndarray:
+        arr, k = self._arrays[channel][j]
+        return _check_finite(np.asarray(arr[k], np.float32), f"{self.url}[{channel} #{j}]")
 
     def origin(self, i: int) -> str:
         return f"{self.url}[{self.channels[0]} #{i}]"
-
-    def stale(self, i: int) -> bool:
-        return False
-
 
 def open_source(images: str | Path, channels: tuple[str, ...], times: Path | None = None) -> ImageSource:
     """Pick the source type from the path: .npz bundle, .zarr (or URL), FITS dir, image dir."""
