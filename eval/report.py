@@ -184,8 +184,9 @@ def max_set_size(letters: np.ndarray, proportions: dict[str, float] | None) -> i
     """The largest N of which one set with the class mix can be drawn."""
     if proportions is None:
         return len(letters)
-    size = int(min(np.sum(letters == c) / p for c, p in proportions.items() if p > 0))
-    while size > 0 and any(np.sum(letters == c) < n for c, n in class_counts(proportions, size).items()):
+    have = {c: int(np.sum(letters == c)) for c in proportions}
+    size = len(letters)  # rounding can ask 0 of a rare class at small N, so search down from all
+    while size > 0 and any(have[c] < n for c, n in class_counts(proportions, size).items()):
         size -= 1
     return size
 

@@ -147,8 +147,9 @@ def score_forecasts(probs: np.ndarray, targets: np.ndarray, train_climatology: n
         out["gmgs"] = gmgs(cm, train_climatology)
         out["gmgs_eval_climatology"] = (gmgs(cm, observed) if (observed > 0).all()
                                         else float("nan"))
-        out["tss_thresholds"] = {f">={c}": binary_scores(threshold_table(cm, i))["tss"]
-                                 for i, c in enumerate("OCMX"[:k]) if i > 0}
+        names = list("OCMX") if k == 4 else [f"class {i}" for i in range(k)]
+        out["tss_thresholds"] = {f">={names[i]}": binary_scores(threshold_table(cm, i))["tss"]
+                                 for i in range(1, k)}
         out["accuracy"] = float(np.trace(cm) / cm.sum())
     return out
 

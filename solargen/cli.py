@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "solargen.diffusion.cli",
     "eval.cli",
     "forecasting.cli",
+    "solargen.quickstart_cli",
     "forecasting.ablation_cli",
 )
 

@@ -9,6 +9,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="build, synthesise or fetch datasets")
     cmds = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
     _register_build(cmds)
+    _register_synthetic(cmds)
 
 
 def _register_build(cmds: argparse._SubParsersAction) -> None:
@@ -44,6 +45,33 @@ def _run_build(args: argparse.Namespace) -> int:
         scaling=args.scaling, peak_tolerance_min=args.peak_tolerance_min,
         goes_window_min=args.goes_window_min)
     ds = build_dataset(config, args.out)
+    print(ds.describe())
+    print(f"build report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _register_synthetic(cmds: argparse._SubParsersAction) -> None:
+    from solargen.data.synthetic import SyntheticSunConfig
+    d = SyntheticSunConfig()
+    p = cmds.add_parser("synthetic", help="write the synthetic embedded-default dataset (not solar data)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--n", type=int, default=d.n_frames, help="number of hourly frames")
+    p.add_argument("--size", type=int, default=d.size, help="frame size (pixels)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--flares-per-region-day", type=float, default=d.flares_per_region_day,
+                   help="flare rate of a full-size, fully complex region (sets the class mix)")
+    p.add_argument("--power-index", type=float, default=d.power_index,
+                   help="flare peak-flux power law dN/dF ~ F^-index (larger: rarer M and X)")
+    p.add_argument("--out", required=True, type=Path, help="output dataset directory")
+    p.set_defaults(func=_run_synthetic)
+
+
+def _run_synthetic(args: argparse.Namespace) -> int:
+    from solargen.data.synthetic import SyntheticSunConfig, write_synthetic_dataset
+    cfg = SyntheticSunConfig(n_frames=args.n, size=args.size, seed=args.seed,
+                             flares_per_region_day=args.flares_per_region_day,
+                             power_index=args.power_index)
+    ds = write_synthetic_dataset(cfg, args.out)
     print(ds.describe())
     print(f"build report: {Path(args.out) / 'report.md'}")
     return 0

@@ -1,0 +1,279 @@
+"""The Gradio studio on loopback: the sampling endpoint through gradio_client, readable errors,
+ten concurrent requests, and a real headless Chromium clicking Generate.
+
+The model is the one `solargen quickstart --tiny` trains once per session (tests/test_quickstart.py).
+"""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_quickstart import tiny_quickstart  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_module(tmp_path_factory):
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
+    spec = importlib.util.spec_from_file_location("solargen_app_test", ROOT / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def studio_url(app_module, tmp_path_factory):
+    out = tiny_quickstart(tmp_path_factory)[0]
+    port = _free_port()
+    demo = app_module.launch(model=str(out / "model" / "pipeline"), dataset=str(out / "data"),
+                             classifier=str(out / "eval" / "models" / "classifier"),
+                             port=port, concurrency=2, block=False)
+    yield f"http://127.0.0.1:{port}/", out
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(studio_url):
+    return gradio_client.Client(studio_url[0], verbose=False)
+
+
+def _args(out: Path, **changes) -> list:
+    values = dict(model=str(out / "model" / "pipeline"), dataset=str(out / "data"),
+                  classifier=str(out / "eval" / "models" / "classifier"), flare_class=None,
+                  log_flux=-5.0, guidance=1.0, sampler="dpm", steps=2, seed=0, count=3)
+    if values["flare_class"] is None:
+        from solargen.studio import inspect_model
+        values["flare_class"] = inspect_model(values["model"]).known_classes[0]  # the commonest
+    values.update(changes)
+    return list(values.values())
+
+
+def _images(gallery: list[dict]) -> list[np.ndarray]:
+    from PIL import Image
+    return [np.asarray(Image.open(item["image"])) for item in gallery]
+
+
+def test_generate_endpoint_returns_requested_images(client, studio_url):
+    out = studio_url[1]
+    args = _args(out, count=3, seed=5)
+    letter = args[3]
+    synthetic, real, std_map, probs, files, status = client.predict(*args, api_name="/generate")
+    images = _images(synthetic)
+    assert len(images) == 3 and all(im.shape == (16, 16) for im in images)
+    assert [item["caption"] for item in synthetic] == [f"{letter} · seed {s}" for s in (5, 6, 7)]
+    assert all(item["caption"].startswith(f"real {letter}") for item in real)
+    assert all(im.shape == (16, 16) for im in _images(real))
+    assert Path(std_map).stat().st_size > 0
+    assert len(probs["data"]) == 3
+    p = np.array([row[2:] for row in probs["data"]], dtype=float)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=0.01)
+    npz = next(f for f in files if f.endswith(".npz"))
+    with np.load(npz) as z:
+        assert z["images"].shape == (3, 1, 16, 16) and list(z["flare_class"]) == [letter] * 3
+        assert list(z["seed"]) == [5, 6, 7]
+        stored = z["images"]
+    # what the gallery shows is the NPZ's images, not something else
+    np.testing.assert_array_equal(images[0], np.round((stored[0, 0] + 1) * 127.5).clip(0, 255).astype(np.uint8))
+    with zipfile.ZipFile(next(f for f in files if f.endswith("fits.zip"))) as z:
+        assert len([n for n in z.namelist() if n.endswith(".fits")]) == 3
+    with zipfile.ZipFile(next(f for f in files if f.endswith("png.zip"))) as z:
+        assert len(z.namelist()) == 3
+    assert "SYNTHETIC" in status
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"count": 0}, "count must be between 1"),
+    ({"steps": 0}, "steps must be between 1"),
+    ({"flare_class": "Z"}, "'Z'"),
+    ({"model": "/nonexistent/solargen-model"}, "no such model directory"),
+    ({"sampler": "euler"}, "euler"),
+])
+def test_invalid_inputs_give_readable_errors(client, studio_url, change, message):
+    with pytest.raises(Exception) as info:
+        client.predict(*_args(studio_url[1], **change), api_name="/generate")
+    assert message in str(info.value)
+
+
+def test_class_the_model_did_not_learn_is_refused(studio_url):
+    from solargen.data.goes import GOES_CLASSES
+    from solargen.studio import SampleRequest, StudioError, generate, inspect_model
+    model = studio_url[1] / "model" / "pipeline"
+    info = inspect_model(model)
+    missing = [c for c in GOES_CLASSES if c not in info.known_classes] or ["Q"]
+    with pytest.raises(StudioError, match="unknown to this model; it was trained on classes"):
+        generate(SampleRequest(model=str(model), flare_class=missing[0], steps=2, count=1))
+
+
+def _flux_info(kind: str, known=("B", "C", "M")):
+    from solargen.studio import ModelInfo
+    return ModelInfo(path=Path("m"), kind=kind, known_classes=tuple(known), synthetic=True,
+                     channels=("171",), size=16, unet_size="XS", train_steps=1, num_train_timesteps=1000,
+                     label_column="goes_class", dataset="d", fold="f1", train_window=None, frames_used=1,
+                     class_counts={"B": 50, "C": 20, "M": 3},
+                     flux_quantiles={"B": [-6.9, -6.5, -6.1], "C": [-5.9, -5.5, -5.1], "M": [-4.9, -4.6, -4.2]})
+
+
+def test_flux_requests_are_checked_against_the_model(app_module):
+    from solargen.studio import SampleRequest, StudioError, requested_letter, validate
+    info = _flux_info("flux")
+    ok = validate(SampleRequest(model="m", log_flux=-4.5, count=2, steps=3), info)
+    assert requested_letter(ok) == "M" and ok.flare_class is None
+    assert info.log_flux_range() == (-6.9, -4.2) and info.default_log_flux() == -4.6  # rarest class, M
+    with pytest.raises(StudioError, match="NaN"):
+        validate(SampleRequest(model="m", log_flux=float("nan")), info)
+    with pytest.raises(StudioError, match="impossible"):
+        validate(SampleRequest(model="m", log_flux=-1.0), info)
+    with pytest.raises(StudioError, match="give log10 flux"):
+        validate(SampleRequest(model="m", flare_class="M"), info)
+    with pytest.raises(StudioError, match="learned only classes B, C, M"):
+        validate(SampleRequest(model="m", log_flux=-3.5), _flux_info("both"))   # X1.0 > anything learned
+    assert "GOES class **M3.2**" in app_module._flux_label(np.log10(3.2e-5))
+
+
+def test_ten_concurrent_requests_all_complete(client, studio_url):
+    out = studio_url[1]
+    jobs = [client.submit(*_args(out, count=2, seed=10 * i), api_name="/generate") for i in range(10)]
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda job: job.result(timeout=120), jobs))
+    assert len(results) == 10
+    for i, result in enumerate(results):
+        assert [item["caption"].split("seed ")[1] for item in result[0]] == [str(10 * i), str(10 * i + 1)]
+
+
+# ----------------------------------------------------------------------------- a real browser
+
+class DevTools:
+    """The Chrome DevTools protocol over --remote-debugging-pipe (NUL-terminated JSON on fds 3/4)."""
+
+    def __init__(self, args: list[str]):
+        to_chrome_r, self._to_chrome = os.pipe()
+        self._from_chrome, from_chrome_w = os.pipe()
+        command = " ".join(["exec", *map(_quote, args), f"3<&{to_chrome_r}", f"4>&{from_chrome_w}"])
+        self.proc = subprocess.Popen(["bash", "-c", command], pass_fds=(to_chrome_r, from_chrome_w),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buffer, self._id = b"", 0
+
+    def send(self, method: str, params: dict | None = None, session: str | None = None,
+             timeout: float = 60) -> dict:
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while b"\0" not in self._buffer:
+                chunk = os.read(self._from_chrome, 1 << 16)
+                if not chunk:
+                    raise RuntimeError(f"chromium closed the DevTools pipe during {method}")
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self._id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+        raise TimeoutError(method)
+
+    def evaluate(self, session: str, expression: str):
+        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session)
+        return result["result"].get("value")
+
+    def wait_for(self, session: str, expression: str, timeout: float) -> object:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.evaluate(session, expression)
+            if value:
+                return value
+            time.sleep(0.25)
+        raise TimeoutError(f"page never satisfied: {expression}")
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close", timeout=10)
+        except (RuntimeError, TimeoutError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        os.close(self._to_chrome)
+        os.close(self._from_chrome)
+
+
+def _quote(arg: str) -> str:
+    import shlex
+    return shlex.quote(arg)
+
+
+def screenshot_app(url: str, png: Path, profile: Path, count: int = 4, timeout: float = 90) -> int:
+    """Open the studio in headless Chromium, click Generate with a real mouse event, wait for
+    `count` synthetic images in the gallery and save a full-page screenshot. Returns the number
+    of gallery images."""
+    browser = DevTools([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-background-networking", "--disable-component-update",
+                        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                        f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"])
+    try:
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        browser.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 1000,
+                                                            "deviceScaleFactor": 1, "mobile": False}, session)
+        browser.send("Page.navigate", {"url": url}, session)
+        browser.wait_for(session, "!!document.querySelector('#generate-button')", timeout)
+        x, y = browser.evaluate(session, "(() => { const b = document.querySelector('#generate-button');"
+                                         " b.scrollIntoView(); const r = b.getBoundingClientRect();"
+                                         " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left",
+                                                      "clickCount": 1}, session)
+        n = browser.wait_for(session, f"(() => {{ const n = document.querySelectorAll("
+                                      f"'#synthetic-gallery img').length; return n >= {count} ? n : 0; }})()",
+                             timeout)
+        browser.evaluate(session, "window.scrollTo(0, 0)")
+        time.sleep(0.5)
+        shot = browser.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
+                            session)
+        png.write_bytes(base64.b64decode(shot["data"]))
+        return int(n)
+    finally:
+        browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="headless browser test needs Debian's chromium "
+                    "package at /usr/bin/chromium (apt-get install -y chromium)")
+@pytest.mark.skipif(shutil.which("bash") is None, reason="the DevTools pipe is wired up by bash")
+def test_browser_clicks_generate_and_sees_the_gallery(studio_url, tmp_path):
+    png = tmp_path / "app.png"
+    n = screenshot_app(studio_url[0], png, tmp_path / "profile")
+    assert n >= 4                                     # the app's default count
+    from PIL import Image
+    with Image.open(png) as img:
+        assert img.width >= 1000 and img.height >= 600
+        assert np.asarray(img.convert("L")).std() > 5   # not a blank page
