@@ -10,6 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
     _register_build(cmds)
     _register_synthetic(cmds)
+    _register_fetch(cmds)
 
 
 def _register_build(cmds: argparse._SubParsersAction) -> None:
@@ -74,4 +75,28 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     ds = write_synthetic_dataset(cfg, args.out)
     print(ds.describe())
     print(f"build report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _register_fetch(cmds: argparse._SubParsersAction) -> None:
+    p = cmds.add_parser("fetch", help="download SDO/AIA browse images, GOES XRS flux and the HEK "
+                                      "flare list for a date range (needs internet)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--start", required=True, help="first day, e.g. 2012-01-01 (UTC)")
+    p.add_argument("--end", required=True, help="end (exclusive), e.g. 2012-02-01 (UTC)")
+    p.add_argument("--channels", default="171", help="comma-separated AIA channels")
+    p.add_argument("--out", required=True, type=Path, help="download folder (re-run to resume)")
+    p.set_defaults(func=_run_fetch)
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    from solargen.data.fetch import fetch
+    channels = tuple(c.strip() for c in args.channels.split(",") if c.strip())
+    manifest = fetch(args.start, args.end, channels, args.out)
+    missing = sum(len(v) for v in manifest.get("missing_hours", {}).values())
+    print(f"{len(manifest['files'])} verified files in {args.out} ({manifest['downloads_this_run']} "
+          f"downloaded now); {missing} hours without an image; {manifest['hek_events']} HEK flares")
+    print(f"next: solargen data build --images {args.out}/images --times {args.out}/times.csv "
+          f"--goes {args.out}/goes.csv --flares {args.out}/hek_flares.csv --channels {args.channels} "
+          f"--out <dataset dir>")
     return 0

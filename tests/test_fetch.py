@@ -1,0 +1,145 @@
+"""The fetcher against a loopback HTTP server serving a small mirror of the remote layouts."""
+from __future__ import annotations
+
+import json
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from solargen.data.build import BuildConfig, build_dataset
+from solargen.data.fetch import Endpoints, FetchError, Fetcher, fetch
+
+DAY = pd.Timestamp("2012-03-07", tz="UTC")
+MISSING_HOUR = 5
+
+
+class MirrorHandler(SimpleHTTPRequestHandler):
+    """Serves the mirror folder; /hek answers like the HEK API; can fail or corrupt on demand."""
+
+    log: list[str] = []
+    fail_after: int | None = None
+    corrupt_once: set[str] = set()
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        type(self).log.append(self.path)
+        if self.fail_after is not None and len(self.log) > self.fail_after:
+            self.send_error(503)
+            return
+        if self.path.startswith("/hek"):
+            body = json.dumps({"result": [{"event_starttime": "2012-03-07T00:02:00",
+                                           "event_peaktime": "2012-03-07T00:24:00",
+                                           "event_endtime": "2012-03-07T00:40:00",
+                                           "fl_goescls": "X5.4", "ar_noaanum": 11429}],
+                               "overmax": False}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        name = self.path.rsplit("/", 1)[-1]
+        if name in self.corrupt_once:
+            self.corrupt_once.discard(name)
+            body = b"\xff\xd8 not really a jpeg"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+
+def _mirror(root: Path) -> None:
+    folder = root / "browse" / "2012" / "03" / "07"
+    folder.mkdir(parents=True)
+    for h in range(8):
+        if h == MISSING_HOUR:
+            continue
+        t = DAY + pd.Timedelta(hours=h, seconds=12)
+        Image.fromarray(np.full((32, 32, 3), 20 * h, np.uint8)).save(folder / f"{t:%Y%m%d_%H%M%S}_512_0171.jpg")
+    goes = root / "goes"
+    goes.mkdir()
+    for d in range(5):
+        day = DAY + pd.Timedelta(days=d)
+        seconds = (day - pd.Timestamp("2000-01-01T12:00", tz="UTC")).total_seconds() + 60.0 * np.arange(1440)
+        with h5py.File(goes / f"xrs_{day:%Y%m%d}.nc", "w") as f:
+            f["time"] = seconds
+            f["time"].attrs["units"] = b"seconds since 2000-01-01 12:00:00"
+            f["xrsa_flux"] = np.full(1440, 1e-8)
+            f["xrsb_flux"] = np.full(1440, 5e-4 if d == 0 else 2e-6)
+
+
+@pytest.fixture()
+def server(tmp_path):
+    root = tmp_path / "mirror"
+    _mirror(root)
+    MirrorHandler.log, MirrorHandler.fail_after, MirrorHandler.corrupt_once = [], None, set()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(MirrorHandler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield Endpoints(sdo_browse=f"{base}/browse", goes_xrs=base + "/goes/xrs_{year}{month}{day}.nc",
+                    hek=f"{base}/hek")
+    httpd.shutdown()
+
+
+def _images(log):
+    return [p for p in log if p.endswith(".jpg")]
+
+
+def test_complete_fetch_then_build(server, tmp_path):
+    out = tmp_path / "dl"
+    manifest = fetch("2012-03-07T00:00", "2012-03-07T08:00", ("171",), out, server, progress=False)
+    assert manifest["missing_hours"]["171"] == [(DAY + pd.Timedelta(hours=MISSING_HOUR)).isoformat()]
+    times = pd.read_csv(out / "times.csv")
+    assert len(times) == 7 and (out / "images").is_dir()
+    assert manifest["hek_events"] == 1 and manifest["downloads_this_run"] == 7 + 4
+    assert all(len(v["sha256"]) == 64 for v in manifest["files"].values())
+    ds = build_dataset(BuildConfig(images=str(out / "images"), times=out / "times.csv",
+                                   goes=out / "goes.csv", flares=out / "hek_flares.csv", size=16),
+                       tmp_path / "ds", progress=False)
+    assert len(ds) == 7 and (ds.labels["max_class_24h"] == "X").all()
+
+
+def test_interrupted_fetch_resumes_without_redownloading(server, tmp_path):
+    out = tmp_path / "dl"
+    MirrorHandler.fail_after = 5              # 2 day listings + 3 images, then the server goes down
+    fetcher = Fetcher(out, server, retries=0, progress=False)
+    with pytest.raises(FetchError, match="503"):
+        fetcher.images(DAY, DAY + pd.Timedelta(hours=8), "171")
+    done = len([p for p in (out / "images").iterdir() if p.suffix == ".jpg"])
+    assert done == 3 and not list((out / "images").glob(".*"))   # no partial file left behind
+    MirrorHandler.fail_after, MirrorHandler.log = None, []
+    fetch("2012-03-07T00:00", "2012-03-07T08:00", ("171",), out, server, progress=False)
+    assert len(_images(MirrorHandler.log)) == 7 - done
+
+
+def test_corrupt_files_are_detected_and_refetched(server, tmp_path):
+    out = tmp_path / "dl"
+    first = f"{DAY + pd.Timedelta(seconds=12):%Y%m%d_%H%M%S}_512_0171.jpg"
+    MirrorHandler.corrupt_once = {first}      # the server sends a broken JPEG once
+    fetch("2012-03-07T00:00", "2012-03-07T08:00", ("171",), out, server, progress=False)
+    assert _images(MirrorHandler.log).count(f"/browse/2012/03/07/{first}") == 2
+    # A file damaged on disk after the fetch is re-fetched on the next run, the rest reused.
+    (out / "images" / first).write_bytes(b"garbage")
+    MirrorHandler.log = []
+    manifest = fetch("2012-03-07T00:00", "2012-03-07T08:00", ("171",), out, server, progress=False)
+    assert _images(MirrorHandler.log) == [f"/browse/2012/03/07/{first}"]
+    assert manifest["downloads_this_run"] == 1
+
+
+def test_bad_arguments(server, tmp_path):
+    with pytest.raises(ValueError, match="unknown AIA channel"):
+        fetch("2012-03-07", "2012-03-08", ("172",), tmp_path, server, progress=False)
+    with pytest.raises(ValueError, match="must be after"):
+        fetch("2012-03-08", "2012-03-07", ("171",), tmp_path, server, progress=False)
