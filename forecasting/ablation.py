@@ -97,6 +97,9 @@ class GeneratorSettings:
     steps: int = 20
     guidance_scale: float = 1.0
     batch_size: int = 32
+    # fold name -> an already trained pipeline dir to use instead of training one (it must have
+    # been trained on that fold's training split; checked); its own label column is kept
+    pretrained: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -273,22 +276,28 @@ def ensure_generator(config: AblationConfig, ds, fold, label_column: str,
     seconds)."""
     from solargen.diffusion.pipeline import SolarDiffusionPipeline
     from solargen.diffusion.train import train as train_generator
-    key = generator_key(config, ds, fold, label_column)
-    run_dir = cache / "generators" / key
-    record_path = run_dir / "generator.json"
+    pretrained = config.generator.pretrained.get(fold.name)
+    if pretrained:
+        pipeline_dir = Path(pretrained)
+        key = f"{fold.name}-pretrained-{_hash(str(pipeline_dir.resolve()))}"
+        record_path = cache / "generators" / key / "generator.json"
+    else:
+        key = generator_key(config, ds, fold, label_column)
+        pipeline_dir = cache / "generators" / key / "pipeline"
+        record_path = pipeline_dir.parent / "generator.json"
     if record_path.is_file():
         return io.read_json(record_path)
-    cfg = _generator_run_config(config, ds, fold, label_column)
-    cfg.output_dir = str(run_dir)
     tic = time.perf_counter()
-    if not (run_dir / "pipeline").is_dir():
-        print(f"training the fold-{fold.name} generator ({label_column}) into {run_dir}")
+    if not pretrained and not pipeline_dir.is_dir():
+        cfg = _generator_run_config(config, ds, fold, label_column)
+        cfg.output_dir = str(pipeline_dir.parent)
+        print(f"training the fold-{fold.name} generator ({label_column}) into {pipeline_dir.parent}")
         train_generator(cfg, resume="latest")
-    pipeline = SolarDiffusionPipeline.from_pretrained(run_dir / "pipeline")
+    pipeline = SolarDiffusionPipeline.from_pretrained(pipeline_dir)
     training = pipeline.metadata["training"]
-    check_generator_fold(training, fold, str(run_dir))
-    record = {"key": key, "pipeline": str(run_dir / "pipeline"), "fold": fold.name,
-              "label_column": label_column, "training": training,
+    check_generator_fold(training, fold, str(pipeline_dir))
+    record = {"key": key, "pipeline": str(pipeline_dir), "fold": fold.name,
+              "label_column": pipeline.metadata.get("label_column", label_column), "training": training,
               "known_classes": pipeline.known_classes,
               "train_seconds": float(pipeline.metadata.get("train_seconds",
                                                              time.perf_counter() - tic)),

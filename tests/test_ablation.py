@@ -26,7 +26,7 @@ from forecasting.augment import (STRATEGIES, SyntheticSamples, Transformed, clas
 from forecasting.tasks import get_task, make_dataset, part_samples
 from solargen.cli import main as cli_main
 from solargen.data.dataset import load_dataset, write_dataset
-from solargen.data.splits import load_folds
+from solargen.data.splits import Fold, load_folds
 
 SIZE = 16
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -220,6 +220,22 @@ def test_generator_trained_on_the_fold_training_split_only(first_run, workdir):
         check_generator_fold(late, fold, "test")
     with pytest.raises(LeakageError):
         check_generator_fold(dict(training, fold="f9"), fold, "test")
+
+
+def test_pretrained_generator_is_reused_only_for_its_own_fold(first_run, workdir):
+    record = json.loads(next((workdir / "cache" / "generators").glob("*/generator.json")).read_text())
+    ds = load_dataset(workdir / "ds")
+    fold = load_folds(workdir / "folds.yaml").get("t1")
+    config = load_ablation_config(write_config(workdir, name="pre", generator={
+        "pretrained": {"t1": record["pipeline"]}}))
+    reused = ablation.ensure_generator(config, ds, fold, "max_class_24h", workdir / "pre-cache")
+    assert reused["pipeline"] == record["pipeline"] and reused["training"] == record["training"]
+    # the same pipeline offered for a fold whose training window it was not trained in: refused
+    other = Fold("t2", {"train": (pd.Timestamp("2012-01-04", tz="UTC"), pd.Timestamp("2012-01-05", tz="UTC"))})
+    config = load_ablation_config(write_config(workdir, name="pre2", generator={
+        "pretrained": {"t2": record["pipeline"]}}))
+    with pytest.raises(LeakageError):
+        ablation.ensure_generator(config, ds, other, "max_class_24h", workdir / "pre-cache")
 
 
 def test_assert_no_leakage_catches_synthetic_in_test(workdir):
