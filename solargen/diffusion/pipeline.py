@@ -92,8 +92,11 @@ def make_scheduler(name: str, config: Any) -> SchedulerMixin:
     if name not in SAMPLERS:
         raise PipelineError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
     if name == "dpm":
+        # Dynamic thresholding keeps the data prediction inside the [-1, 1] pixel range (as DDPM's
+        # clip_sample does); without it a briefly trained model's few-step samples can saturate.
         return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++",
-                                                       solver_order=2)
+                                                       solver_order=2, thresholding=True,
+                                                       sample_max_value=1.0)
     return SAMPLERS[name].from_config(config)
 
 
