@@ -181,9 +181,11 @@ def build_app(model: str | None = None, dataset: str | None = None,
                 flux_md = gr.Markdown(_flux_label(flux0), visible=uses_flux)
                 guidance = gr.Slider(0, studio.MAX_GUIDANCE, value=1.0, step=0.1,
                                      label="Guidance scale (1 = plain conditional model)")
-                sampler = gr.Radio(list(SAMPLERS), value="dpm", label="Sampler")
+                sampler = gr.Radio(list(SAMPLERS), value="ddpm",
+                                   label="Sampler (ddpm: ancestral, robust for briefly trained "
+                                         "models; dpm / ddim: fast ODE solvers)")
             with gr.Column():
-                steps = gr.Number(20, precision=0, label="Steps")
+                steps = gr.Number(50, precision=0, label="Steps")
                 with gr.Row():
                     seed = gr.Number(0, precision=0, label="Seed (image i uses seed + i)")
                     randomise = gr.Button("Randomise seed", size="sm")
