@@ -6,6 +6,7 @@ import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import h5py
 import numpy as np
@@ -14,7 +15,8 @@ import pytest
 from PIL import Image
 
 from solargen.data.build import BuildConfig, build_dataset
-from solargen.data.fetch import Endpoints, FetchError, Fetcher, fetch
+from solargen.cli import main
+from solargen.data.fetch import HEK_CSV_COLUMNS, Endpoints, FetchError, Fetcher, fetch
 
 DAY = pd.Timestamp("2012-03-07", tz="UTC")
 MISSING_HOUR = 5
@@ -26,6 +28,7 @@ class MirrorHandler(SimpleHTTPRequestHandler):
     log: list[str] = []
     fail_after: int | None = None
     corrupt_once: set[str] = set()
+    truncate_once: set[str] = set()
 
     def log_message(self, *args) -> None:
         pass
@@ -36,11 +39,8 @@ class MirrorHandler(SimpleHTTPRequestHandler):
             self.send_error(503)
             return
         if self.path.startswith("/hek"):
-            body = json.dumps({"result": [{"event_starttime": "2012-03-07T00:02:00",
-                                           "event_peaktime": "2012-03-07T00:24:00",
-                                           "event_endtime": "2012-03-07T00:40:00",
-                                           "fl_goescls": "X5.4", "ar_noaanum": 11429}],
-                               "overmax": False}).encode()
+            page = int(parse_qs(urlparse(self.path).query)["page"][0])
+            body = json.dumps(HEK_PAGES[page - 1]).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -56,7 +56,31 @@ class MirrorHandler(SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
             return
+        if name in self.truncate_once:          # announce the whole file, send half, hang up
+            self.truncate_once.discard(name)
+            data = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
         super().do_GET()
+
+
+HEK_PAGES = [  # two pages, as the HEK API pages long answers (overmax)
+    {"result": [{"event_starttime": "2012-03-07T00:02:00", "event_peaktime": "2012-03-07T00:24:00",
+                 "event_endtime": "2012-03-07T00:40:00", "fl_goescls": "X5.4", "hgs_x": -27.4,
+                 "hgs_y": 17.2, "hpc_x": -416.0, "hpc_y": 374.0, "ar_noaanum": 11429}],
+     "overmax": True},
+    {"result": [{"event_starttime": "2012-03-07T01:05:00", "event_peaktime": "2012-03-07T01:14:00",
+                 "event_endtime": "2012-03-07T01:23:00", "fl_goescls": "X1.3", "hgs_x": None,
+                 "hgs_y": None, "hpc_x": None, "hpc_y": None, "ar_noaanum": 11430},
+                {"event_starttime": "2012-03-07T03:00:00", "event_peaktime": "2012-03-07T03:10:00",
+                 "event_endtime": "2012-03-07T03:20:00", "fl_goescls": "", "ar_noaanum": 0}],
+     "overmax": False},
+]
 
 
 def _mirror(root: Path) -> None:
@@ -67,12 +91,14 @@ def _mirror(root: Path) -> None:
             continue
         t = DAY + pd.Timedelta(hours=h, seconds=12)
         Image.fromarray(np.full((32, 32, 3), 20 * h, np.uint8)).save(folder / f"{t:%Y%m%d_%H%M%S}_512_0171.jpg")
-    goes = root / "goes"
-    goes.mkdir()
+    goes = root / "goes" / "goes15" / "2012" / "03"
+    goes.mkdir(parents=True)
     for d in range(5):
         day = DAY + pd.Timedelta(days=d)
         seconds = (day - pd.Timestamp("2000-01-01T12:00", tz="UTC")).total_seconds() + 60.0 * np.arange(1440)
-        with h5py.File(goes / f"xrs_{day:%Y%m%d}.nc", "w") as f:
+        if d == 1:   # an older version beside the current one: the newest is taken
+            (goes / f"sci_xrsf-l2-avg1m_g15_d{day:%Y%m%d}_v1-0-0.nc").write_bytes(b"old version")
+        with h5py.File(goes / f"sci_xrsf-l2-avg1m_g15_d{day:%Y%m%d}_v1-0-1.nc", "w") as f:
             f["time"] = seconds
             f["time"].attrs["units"] = b"seconds since 2000-01-01 12:00:00"
             f["xrsa_flux"] = np.full(1440, 1e-8)
@@ -83,12 +109,13 @@ def _mirror(root: Path) -> None:
 def server(tmp_path):
     root = tmp_path / "mirror"
     _mirror(root)
-    MirrorHandler.log, MirrorHandler.fail_after, MirrorHandler.corrupt_once = [], None, set()
+    MirrorHandler.log, MirrorHandler.fail_after = [], None
+    MirrorHandler.corrupt_once, MirrorHandler.truncate_once = set(), set()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(MirrorHandler, directory=str(root)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield Endpoints(sdo_browse=f"{base}/browse", goes_xrs=base + "/goes/xrs_{year}{month}{day}.nc",
+    yield Endpoints(sdo_browse=f"{base}/browse", goes_xrs=base + "/goes/goes{sat:02d}/{year}/{month}/",
                     hek=f"{base}/hek")
     httpd.shutdown()
 
@@ -103,12 +130,21 @@ def test_complete_fetch_then_build(server, tmp_path):
     assert manifest["missing_hours"]["171"] == [(DAY + pd.Timedelta(hours=MISSING_HOUR)).isoformat()]
     times = pd.read_csv(out / "times.csv")
     assert len(times) == 7 and (out / "images").is_dir()
-    assert manifest["hek_events"] == 1 and manifest["downloads_this_run"] == 7 + 4
+    assert manifest["downloads_this_run"] == 7 + 4             # 7 images, 4 GOES days (+72 h)
     assert all(len(v["sha256"]) == 64 for v in manifest["files"].values())
+    assert sorted(p.name for p in (out / "goes").iterdir())[1].endswith("_d20120308_v1-0-1.nc")
+    assert not list(out.rglob("*.part"))
+    # The flare list has the HEK CSV layout of ../shared/data, positions included.
+    hek = pd.read_csv(out / "hek_flares.csv")
+    assert list(hek.columns) == list(HEK_CSV_COLUMNS) and manifest["hek_events"] == 2
+    assert hek["AIA_LOC"].iloc[0] == "N17E27" and hek["AIA_LOC"].isna().iloc[1]
     ds = build_dataset(BuildConfig(images=str(out / "images"), times=out / "times.csv",
                                    goes=out / "goes.csv", flares=out / "hek_flares.csv", size=16),
                        tmp_path / "ds", progress=False)
     assert len(ds) == 7 and (ds.labels["max_class_24h"] == "X").all()
+    assert ds.labels["peak_class"].isna().all()                # no frame within 7 min after a peak
+    # The missing hour is absent from the dataset, not filled in.
+    assert (DAY + pd.Timedelta(hours=MISSING_HOUR)) not in set(ds.times.floor("h"))
 
 
 def test_interrupted_fetch_resumes_without_redownloading(server, tmp_path):
@@ -122,6 +158,31 @@ def test_interrupted_fetch_resumes_without_redownloading(server, tmp_path):
     MirrorHandler.fail_after, MirrorHandler.log = None, []
     fetch("2012-03-07T00:00", "2012-03-07T08:00", ("171",), out, server, progress=False)
     assert len(_images(MirrorHandler.log)) == 7 - done
+
+
+def test_broken_transfer_leaves_only_a_part_file_then_resumes(server, tmp_path):
+    out = tmp_path / "dl"
+    name = f"{DAY + pd.Timedelta(hours=2, seconds=12):%Y%m%d_%H%M%S}_512_0171.jpg"
+    MirrorHandler.truncate_once = {name}
+    fetcher = Fetcher(out, server, retries=0, progress=False)
+    with pytest.raises(FetchError, match="transfer broken"):
+        fetcher.images(DAY, DAY + pd.Timedelta(hours=8), "171")
+    assert (out / "images" / f"{name}.part").exists() and not (out / "images" / name).exists()
+    MirrorHandler.log = []
+    fetch("2012-03-07T00:00", "2012-03-07T08:00", ("171",), out, server, progress=False)
+    assert len(_images(MirrorHandler.log)) == 7 - 2          # the two finished ones are kept
+    assert not list(out.rglob("*.part")) and (out / "images" / name).stat().st_size > 0
+    # With retries, a broken transfer is simply tried again.
+    MirrorHandler.truncate_once, MirrorHandler.log = {name}, []
+    (out / "images" / name).unlink()
+    fetch("2012-03-07T00:00", "2012-03-07T08:00", ("171",), out, server, progress=False, backoff_s=0.0)
+    assert _images(MirrorHandler.log) == [f"/browse/2012/03/07/{name}"] * 2
+
+
+def test_cli_rejects_bad_ranges(tmp_path, capsys):
+    assert main(["data", "fetch", "--start", "2012-02-01", "--end", "2012-01-01", "--out",
+                 str(tmp_path / "dl")]) == 2
+    assert "must be after" in capsys.readouterr().err
 
 
 def test_corrupt_files_are_detected_and_refetched(server, tmp_path):

@@ -52,26 +52,58 @@ def _run_build(args: argparse.Namespace) -> int:
 
 
 def _register_synthetic(cmds: argparse._SubParsersAction) -> None:
-    from solargen.data.synthetic import SyntheticSunConfig
+    from solargen.data.synthetic import CHANNEL_LOOKS, SyntheticSunConfig
     d = SyntheticSunConfig()
-    p = cmds.add_parser("synthetic", help="write the synthetic embedded-default dataset (not solar data)",
+    p = cmds.add_parser("synthetic", help="write the synthetic embedded-default dataset (procedural, "
+                                          "not solar data)",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--n", type=int, default=d.n_frames, help="number of hourly frames")
-    p.add_argument("--size", type=int, default=d.size, help="frame size (pixels)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--flares-per-region-day", type=float, default=d.flares_per_region_day,
-                   help="flare rate of a full-size, fully complex region (sets the class mix)")
+    p.add_argument("--size", type=int, default=d.size, help="frame size (pixels, square)")
+    p.add_argument("--seed", type=int, default=d.seed, help="the realisation (deterministic per seed)")
+    p.add_argument("--channels", default=",".join(d.channels),
+                   help=f"comma-separated channels to render ({', '.join(CHANNEL_LOOKS)})")
+    p.add_argument("--start", default=d.start, help="nominal time of the first frame (UTC)")
+    p.add_argument("--flares-per-day", type=float, default=round(d.flares_per_day, 3),
+                   help="mean flare rate (default: HEK GOES flares of 2012)")
+    p.add_argument("--class-mix", default=",".join(f"{c}:{w:g}" for c, w in zip("ABCMX", d.class_mix)),
+                   help="relative weights of A/B/C/M/X flares, e.g. B:0.35,C:0.59,M:0.055,X:0.003 "
+                        "(default: HEK 2012 counts)")
     p.add_argument("--power-index", type=float, default=d.power_index,
-                   help="flare peak-flux power law dN/dF ~ F^-index (larger: rarer M and X)")
-    p.add_argument("--out", required=True, type=Path, help="output dataset directory")
+                   help="peak-flux power law dN/dF ~ F^-index inside each class decade")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--out", type=Path, help="output dataset directory (required unless --dry-run)")
     p.set_defaults(func=_run_synthetic)
 
 
+def _class_mix(text: str) -> tuple[float, ...]:
+    from solargen.data.goes import GOES_CLASSES
+    weights = dict.fromkeys(GOES_CLASSES, 0.0)
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        letter, _, value = item.partition(":")
+        if letter.strip().upper() not in weights or not value:
+            raise ValueError(f"--class-mix: {item!r} is not LETTER:WEIGHT with a letter of "
+                             f"{'/'.join(GOES_CLASSES)}")
+        try:
+            weights[letter.strip().upper()] = float(value)
+        except ValueError:
+            raise ValueError(f"--class-mix: weight {value!r} of {letter} is not a number") from None
+    return tuple(weights.values())
+
+
 def _run_synthetic(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
     from solargen.data.synthetic import SyntheticSunConfig, write_synthetic_dataset
-    cfg = SyntheticSunConfig(n_frames=args.n, size=args.size, seed=args.seed,
-                             flares_per_region_day=args.flares_per_region_day,
-                             power_index=args.power_index)
+    cfg = SyntheticSunConfig(
+        n_frames=args.n, size=args.size, seed=args.seed, start=args.start,
+        channels=tuple(c.strip() for c in args.channels.split(",") if c.strip()),
+        flares_per_day=args.flares_per_day, class_mix=_class_mix(args.class_mix),
+        power_index=args.power_index).check()
+    if args.dry_run:
+        print(json.dumps(asdict(cfg), indent=2))
+        return 0
+    if args.out is None:
+        raise ValueError("solargen data synthetic: --out <dataset dir> is required")
     ds = write_synthetic_dataset(cfg, args.out)
     print(ds.describe())
     print(f"build report: {Path(args.out) / 'report.md'}")
@@ -85,15 +117,26 @@ def _register_fetch(cmds: argparse._SubParsersAction) -> None:
     p.add_argument("--start", required=True, help="first day, e.g. 2012-01-01 (UTC)")
     p.add_argument("--end", required=True, help="end (exclusive), e.g. 2012-02-01 (UTC)")
     p.add_argument("--channels", default="171", help="comma-separated AIA channels")
+    p.add_argument("--goes-satellite", type=int, default=15,
+                   help="GOES XRS satellite (13-15: NCEI reprocessed science data, 15 covers "
+                        "2010-04 to 2020-03; 16-18: GOES-R)")
+    p.add_argument("--retries", type=int, default=4, help="retries per request (exponential backoff)")
     p.add_argument("--out", required=True, type=Path, help="download folder (re-run to resume)")
     p.set_defaults(func=_run_fetch)
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from solargen.data.fetch import fetch
+    from solargen.data.fetch import Endpoints, fetch
     channels = tuple(c.strip() for c in args.channels.split(",") if c.strip())
-    manifest = fetch(args.start, args.end, channels, args.out)
+    manifest = fetch(args.start, args.end, channels, args.out,
+                     Endpoints(goes_satellite=args.goes_satellite), retries=args.retries)
     missing = sum(len(v) for v in manifest.get("missing_hours", {}).values())
+    for channel, hours in manifest.get("missing_hours", {}).items():
+        if hours:
+            print(f"AIA {channel}: no browse image within 30 min of {len(hours)} hour(s): "
+                  f"{', '.join(hours[:5])}{' ...' if len(hours) > 5 else ''} (see manifest.json)")
+    if manifest.get("missing_goes_days"):
+        print(f"GOES: no file for {', '.join(manifest['missing_goes_days'])}")
     print(f"{len(manifest['files'])} verified files in {args.out} ({manifest['downloads_this_run']} "
           f"downloaded now); {missing} hours without an image; {manifest['hek_events']} HEK flares")
     print(f"next: solargen data build --images {args.out}/images --times {args.out}/times.csv "

@@ -1,17 +1,27 @@
 """`solargen data fetch`: real SDO/AIA images, GOES XRS flux and the HEK flare list for a date range.
 
-Sources (public; cite them in any publication):
-- SDO/AIA browse JPEGs (512 px, NASA SDO, https://sdo.gsfc.nasa.gov/assets/img/browse/YYYY/MM/DD/):
-  NASA data, free to use with credit "Courtesy of NASA/SDO and the AIA science team".
-- GOES-15 XRS 1-min science netCDF (NOAA NCEI, https://www.ncei.noaa.gov/data/goes-space-
-  environment-monitor/access/science/xrs/): US government data, public domain.
-- HEK flare list (LMSAL, https://www.lmsal.com/hek/her): GOES flare events (SWPC), free to use.
+Sources and their terms (cite them in any publication):
+- SDO/AIA browse JPEGs, 512 px, one per hour (the file nearest each full hour), from the SDO data
+  site of NASA GSFC (https://sdo.gsfc.nasa.gov/assets/img/browse/YYYY/MM/DD/, directory listings
+  give the file names). NASA data are free to use; credit "Courtesy of NASA/SDO and the AIA, EVE,
+  and HMI science teams". Browse images are display products (8-bit, scaled), not calibrated DN.
+- GOES XRS 1-minute science-quality netCDF, one file per day, from NOAA NCEI: the reprocessed
+  GOES 13-15 record (www.ncei.noaa.gov/data/goes-space-environment-monitor/access/science/xrs/,
+  `--goes-satellite 15` covers 2010-04 to 2020-03) and GOES-R 16+ (data.ngdc.noaa.gov/platforms/
+  solar-space-observing-satellites/goes/). US government data, no restrictions on use; NOAA asks
+  for acknowledgement. The reprocessed 13-15 fluxes have the SWPC scaling factor removed.
+- Flare events from the Heliophysics Event Knowledgebase (HEK, LMSAL; https://www.lmsal.com/hek/)
+  API, GOES events only, written as the HEK CSV layout of ../shared/data (GEV_START, GEV_PEAK,
+  GEV_END, GOES_CLASS, AIA_LOC, AIA_XCEN, AIA_YCEN, AR_NOAANUM). Free to use; cite Hurlburt et al.
+  (2012, Sol. Phys. 275, 67) for the HEK and NOAA SWPC for the GOES event list.
 
 Behaviour: for each full hour the browse frame nearest to it within +-30 min is downloaded (a
-missing hour is reported in the manifest, never invented); every file is written to a temporary
-file and renamed only when complete and verified (JPEG decodes, netCDF opens), and recorded with its SHA-256 in
-`manifest.json`; a re-run skips verified files and re-fetches corrupt ones; requests are retried
-with exponential backoff. The output is what `solargen data build` reads unchanged:
+missing hour is reported in the manifest and the summary, never invented); every download streams
+into `<file>.part` and is renamed onto its name only when complete and verified (JPEG decodes with
+PIL, netCDF opens and holds XRS flux, size > 0) and recorded with its SHA-256 in `manifest.json`;
+a re-run skips verified files (so an interrupted fetch resumes where it stopped) and re-fetches
+corrupt or changed ones; requests are retried with exponential backoff. The output is what
+`solargen data build` reads unchanged:
 
     solargen data build --images <out>/images --times <out>/times.csv --goes <out>/goes.csv \\
         --flares <out>/hek_flares.csv --out <dataset>
@@ -43,13 +53,24 @@ class _Corrupt(Exception):
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where each source lives; tests point these at a loopback server."""
+    """Where each source lives (tests point these at a loopback server). The GOES templates name a
+    monthly directory; the day's file is picked from its listing (the version suffix varies)."""
 
     sdo_browse: str = "https://sdo.gsfc.nasa.gov/assets/img/browse"
     goes_xrs: str = ("https://www.ncei.noaa.gov/data/goes-space-environment-monitor/access/science/"
-                     "xrs/goes15/xrsf-l2-avg1m_science/{year}/{month}/"
-                     "sci_xrsf-l2-avg1m_g15_d{year}{month}{day}_v1-0-0.nc")
+                     "xrs/goes{sat:02d}/xrsf-l2-avg1m_science/{year}/{month}/")
+    goes_xrs_r: str = ("https://data.ngdc.noaa.gov/platforms/solar-space-observing-satellites/goes/"
+                       "goes{sat:02d}/l2/data/xrsf-l2-avg1m_science/{year}/{month}/")
+    goes_satellite: int = 15
     hek: str = "https://www.lmsal.com/hek/her"
+
+    def goes_directory(self, day: pd.Timestamp) -> str:
+        template = self.goes_xrs_r if self.goes_satellite >= 16 else self.goes_xrs
+        return template.format(sat=self.goes_satellite, year=f"{day:%Y}", month=f"{day:%m}")
+
+
+HEK_CSV_COLUMNS = ("GEV_START", "GEV_PEAK", "GEV_END", "GOES_CLASS", "AIA_LOC", "AIA_XCEN", "AIA_YCEN",
+                   "AR_NOAANUM")
 
 
 @dataclass
@@ -69,10 +90,11 @@ class Fetcher:
         self.downloads = 0
 
     # ------------------------------------------------------------------ HTTP with retries
-    def _get(self, url: str, params: dict | None = None) -> requests.Response:
+    def _get(self, url: str, params: dict | None = None, stream: bool = False) -> requests.Response:
+        """GET with retries and exponential backoff; a 404 is returned (the caller reports it)."""
         for attempt in range(self.retries + 1):
             try:
-                response = self.session.get(url, params=params, timeout=self.timeout_s)
+                response = self.session.get(url, params=params, timeout=self.timeout_s, stream=stream)
                 if response.status_code == 404:
                     return response
                 response.raise_for_status()
@@ -84,28 +106,51 @@ class Fetcher:
         raise AssertionError("unreachable")
 
     def _download(self, url: str, rel: str, verify) -> Path | None:
-        """Fetch `url` to out/rel unless a verified copy is there; None when the server has none."""
+        """Fetch `url` to out/rel unless a verified copy is there; None when the server has none.
+        The bytes stream into out/rel.part, renamed onto out/rel only once verified."""
         target = self.out / rel
         known = self.manifest["files"].get(rel)
-        if known and target.exists() and _sha256(target) == known["sha256"] and _ok(verify, target):
-            return target
-        for _ in range(2):
-            response = self._get(url)
-            if response.status_code == 404:
+        if target.exists() and _ok(verify, target):
+            digest = _sha256(target)
+            if known is None:                  # renamed, then killed before the manifest was saved
+                self.manifest["files"][rel] = {"url": url, "sha256": digest,
+                                               "bytes": target.stat().st_size}
+                return target
+            if digest == known["sha256"]:
+                return target
+        part = target.with_name(target.name + ".part")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):                                 # one more try after a corrupt download
+            if not self._stream(url, part):
                 return None
+            if _ok(verify, part):
+                part.replace(target)
+                self.manifest["files"][rel] = {"url": url, "sha256": _sha256(target),
+                                               "bytes": target.stat().st_size}
+                self._save_manifest()
+                return target
+            part.unlink()
+        raise FetchError(f"{url}: the downloaded file fails verification twice "
+                         f"({verify.__doc__.strip()})")
+
+    def _stream(self, url: str, part: Path) -> bool:
+        """Stream `url` into `part`, retrying a broken transfer; False when the server has none."""
+        for attempt in range(self.retries + 1):
+            response = self._get(url, stream=True)
+            if response.status_code == 404:
+                return False
             self.downloads += 1
             try:
-                with io.atomic_path(target) as part:  # renamed onto target only if verified
-                    part.write_bytes(response.content)
-                    if not _ok(verify, part):
-                        raise _Corrupt(url)
-            except _Corrupt:
-                continue
-            self.manifest["files"][rel] = {"url": url, "sha256": _sha256(target),
-                                           "bytes": target.stat().st_size}
-            self._save_manifest()
-            return target
-        raise FetchError(f"{url}: downloaded file fails verification twice")
+                with open(part, "wb") as fh:
+                    for block in response.iter_content(1 << 16):
+                        fh.write(block)
+                return True
+            except requests.RequestException as exc:
+                if attempt == self.retries:
+                    raise FetchError(f"{url}: transfer broken after {self.retries + 1} tries ({exc}); "
+                                     "re-run to resume") from None
+                time.sleep(self.backoff_s * 2 ** attempt)
+        raise AssertionError("unreachable")
 
     def _save_manifest(self) -> None:
         io.write_json(self.manifest_path, self.manifest)
@@ -150,10 +195,18 @@ class Fetcher:
         """Daily XRS netCDF files (3 days past `end` so the 72 h labels exist), as one series."""
         from solargen.data.goes import read_goes_netcdf
         parts, missing = [], []
+        sat = self.endpoints.goes_satellite
         days = pd.date_range(start.normalize(), end.normalize() + pd.Timedelta(days=3), freq="D")
-        for day in tqdm(days, desc="GOES XRS", unit="day", disable=not self.progress):
-            url = self.endpoints.goes_xrs.format(year=f"{day:%Y}", month=f"{day:%m}", day=f"{day:%d}")
-            path = self._download(url, f"goes/{url.rsplit('/', 1)[-1]}", _verify_netcdf)
+        listings: dict[str, list[str]] = {}
+        for day in tqdm(days, desc=f"GOES-{sat} XRS", unit="day", disable=not self.progress):
+            folder = self.endpoints.goes_directory(day)
+            if folder not in listings:
+                response = self._get(folder)
+                listings[folder] = [] if response.status_code == 404 else response.text
+            pattern = rf'href="(sci_xrsf-l2-avg1m_g{sat:02d}_d{day:%Y%m%d}_v[0-9-]+\.nc)"'
+            names = sorted(set(re.findall(pattern, listings[folder]) if listings[folder] else []))
+            path = (self._download(folder + names[-1], f"goes/{names[-1]}", _verify_netcdf)
+                    if names else None)                    # the newest version of the day's file
             if path is None:
                 missing.append(f"{day:%Y-%m-%d}")
                 continue
@@ -161,7 +214,9 @@ class Fetcher:
         self.manifest["missing_goes_days"] = missing
         self._save_manifest()
         if not parts:
-            raise FetchError(f"no GOES XRS file found for {start:%Y-%m-%d} to {end:%Y-%m-%d}")
+            raise FetchError(f"no GOES-{sat} XRS file found for {start:%Y-%m-%d} to {end:%Y-%m-%d} "
+                             f"under {self.endpoints.goes_directory(start)} (GOES-15 covers 2010-04 "
+                             "to 2020-03; choose another --goes-satellite for other dates)")
         series = pd.concat(parts).sort_index()
         return series[~series.index.duplicated()]
 
@@ -175,7 +230,8 @@ class Fetcher:
                 "event_starttime": f"{start:%Y-%m-%dT%H:%M:%S}", "event_endtime": f"{end:%Y-%m-%dT%H:%M:%S}",
                 "param0": "OBS_OBSERVATORY", "op0": "=", "value0": "GOES", "result_limit": 500,
                 "page": page,
-                "return": "event_starttime,event_peaktime,event_endtime,fl_goescls,ar_noaanum"})
+                "return": "event_starttime,event_peaktime,event_endtime,fl_goescls,hgs_x,hgs_y,"
+                          "hpc_x,hpc_y,ar_noaanum"})
             if response.status_code == 404:
                 raise FetchError(f"{self.endpoints.hek}: HEK service not found")
             payload = response.json()
@@ -185,11 +241,24 @@ class Fetcher:
             page += 1
         table = pd.DataFrame([{
             "GEV_START": r["event_starttime"], "GEV_PEAK": r["event_peaktime"],
-            "GEV_END": r["event_endtime"], "GOES_CLASS": r["fl_goescls"],
-            "AR_NOAANUM": r.get("ar_noaanum"),
-        } for r in rows if r.get("fl_goescls")], columns=["GEV_START", "GEV_PEAK", "GEV_END", "GOES_CLASS", "AR_NOAANUM"])
+            "GEV_END": r["event_endtime"], "GOES_CLASS": r["fl_goescls"].strip(),
+            "AIA_LOC": _hek_location(r.get("hgs_y"), r.get("hgs_x")),
+            "AIA_XCEN": r.get("hpc_x"), "AIA_YCEN": r.get("hpc_y"),
+            "AR_NOAANUM": r.get("ar_noaanum") or None,
+        } for r in rows if (r.get("fl_goescls") or "").strip()], columns=list(HEK_CSV_COLUMNS))
+        table = table.drop_duplicates().sort_values("GEV_PEAK", ignore_index=True)
         self.manifest["hek_events"] = len(table)
         return table
+
+
+def _hek_location(lat, lon) -> str | None:
+    """Stonyhurst latitude/longitude (deg) -> 'S17E81'; None when HEK gives no position."""
+    try:
+        lat, lon = float(lat), float(lon)
+    except (TypeError, ValueError):
+        return None
+    return (f"{'N' if lat >= 0 else 'S'}{int(round(abs(lat))):02d}"
+            f"{'W' if lon >= 0 else 'E'}{int(round(abs(lon))):02d}")
 
 
 def _sha256(path: Path) -> str:
@@ -204,6 +273,7 @@ def _ok(verify, path: Path) -> bool:
 
 
 def _verify_jpeg(path: Path) -> bool:
+    """a JPEG that PIL decodes"""
     from PIL import Image
     with Image.open(path) as img:
         img.load()
@@ -211,12 +281,14 @@ def _verify_jpeg(path: Path) -> bool:
 
 
 def _verify_netcdf(path: Path) -> bool:
+    """a netCDF file with GOES XRS flux"""
     from solargen.data.goes import read_goes_netcdf
     return len(read_goes_netcdf(path)) > 0
 
 
 def fetch(start: str, end: str, channels: tuple[str, ...], out: str | Path,
-          endpoints: Endpoints = Endpoints(), progress: bool = True) -> dict:
+          endpoints: Endpoints = Endpoints(), progress: bool = True, retries: int = 4,
+          backoff_s: float = 1.0) -> dict:
     """Download images, GOES flux and flares for [start, end); write times.csv, goes.csv,
     hek_flares.csv and manifest.json under `out`. Returns the manifest."""
     unknown = [c for c in channels if c not in CHANNELS]
@@ -225,7 +297,7 @@ def fetch(start: str, end: str, channels: tuple[str, ...], out: str | Path,
     t0, t1 = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
     if t1 <= t0:
         raise ValueError(f"--end {end} must be after --start {start}")
-    fetcher = Fetcher(Path(out), endpoints, progress=progress)
+    fetcher = Fetcher(Path(out), endpoints, retries=retries, backoff_s=backoff_s, progress=progress)
     times = pd.concat([fetcher.images(t0, t1, ch) for ch in channels], ignore_index=True)
     with io.atomic_path(fetcher.out / "times.csv") as tmp:
         times.to_csv(tmp, index=False)
