@@ -185,8 +185,14 @@ def max_set_size(letters: np.ndarray, proportions: dict[str, float] | None) -> i
     if proportions is None:
         return len(letters)
     have = {c: int(np.sum(letters == c)) for c in proportions}
-    size = len(letters)  # rounding can ask 0 of a rare class at small N, so search down from all
-    while size > 0 and any(have[c] < n for c, n in class_counts(proportions, size).items()):
+
+    def fits(size: int) -> bool:
+        # a class may round to 0 frames only when it is truly rare at this N (p * N < 0.5)
+        need = class_counts(proportions, size)
+        return all(have[c] >= n and (n > 0 or proportions[c] * size < 0.5) for c, n in need.items())
+
+    size = len(letters)
+    while size > 0 and not fits(size):
         size -= 1
     return size
 
