@@ -128,7 +128,8 @@ def render_report(meta: dict, labels: pd.DataFrame) -> str:
         "# solargen dataset build report", "", kind, "",
         f"- source: {meta['source']}",
         f"- channels: {', '.join(meta['channels'])}; size {meta['size']} x {meta['size']} "
-        f"(area-averaged); brightness scaling: {meta['scaling']}",
+        f"({'rendered at this size' if meta.get('synthetic') else 'area-averaged'}); "
+        f"brightness scaling: {meta['scaling']}",
         f"- normalisation to [-1, 1]: lo {meta['normalisation']['lo']}, hi "
         f"{meta['normalisation']['hi']} ({meta.get('normalisation_note', '')})",
         f"- frames: {meta.get('n_read', len(labels))} read, {len(labels)} kept, "
