@@ -232,10 +232,21 @@ def _quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
-def screenshot_app(url: str, png: Path, profile: Path, count: int = 4, timeout: float = 90) -> int:
+GALLERY_IMAGES = "document.querySelectorAll('#synthetic-gallery img').length"
+# Gradio's status tracker inside the gallery: present from the moment a job is queued
+GALLERY_PENDING = "!!document.querySelector('#synthetic-gallery .progress-text, #synthetic-gallery .eta-bar')"
+# the centre of the Generate button, or null while something else (a layout shift) lies on top of it
+BUTTON_CENTRE = ("(() => { const b = document.querySelector('#generate-button'); if (!b || b.disabled) return null;"
+                 " b.scrollIntoView({block: 'center'}); const r = b.getBoundingClientRect();"
+                 " const x = r.x + r.width / 2, y = r.y + r.height / 2;"
+                 " return b.contains(document.elementFromPoint(x, y)) ? [x, y] : null; })()")
+
+
+def screenshot_app(url: str, png: Path, profile: Path, count: int = 4, timeout: float = 240) -> int:
     """Open the studio in headless Chromium, click Generate with a real mouse event, wait for
     `count` synthetic images in the gallery and save a full-page screenshot. Returns the number
-    of gallery images."""
+    of gallery images. A click the page did not take up (it can land mid-render on a slow machine)
+    is repeated, at most three times; a page that never fills shows its text in the error."""
     browser = DevTools([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
                         "--disable-background-networking", "--disable-component-update",
                         "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
@@ -246,16 +257,23 @@ def screenshot_app(url: str, png: Path, profile: Path, count: int = 4, timeout: 
         browser.send("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 1000,
                                                             "deviceScaleFactor": 1, "mobile": False}, session)
         browser.send("Page.navigate", {"url": url}, session)
-        browser.wait_for(session, "!!document.querySelector('#generate-button')", timeout)
-        x, y = browser.evaluate(session, "(() => { const b = document.querySelector('#generate-button');"
-                                         " b.scrollIntoView(); const r = b.getBoundingClientRect();"
-                                         " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
-        for kind in ("mousePressed", "mouseReleased"):
-            browser.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left",
-                                                      "clickCount": 1}, session)
-        n = browser.wait_for(session, f"(() => {{ const n = document.querySelectorAll("
-                                      f"'#synthetic-gallery img').length; return n >= {count} ? n : 0; }})()",
-                             timeout)
+        browser.wait_for(session, "document.readyState === 'complete'", timeout)
+        for _ in range(3):
+            x, y = browser.wait_for(session, BUTTON_CENTRE, timeout)
+            for kind in ("mousePressed", "mouseReleased"):
+                browser.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left",
+                                                          "clickCount": 1}, session)
+            try:
+                browser.wait_for(session, f"{GALLERY_PENDING} || {GALLERY_IMAGES} > 0", 15)
+                break
+            except TimeoutError:
+                continue
+        try:
+            n = browser.wait_for(session, f"(() => {{ const n = {GALLERY_IMAGES}; return n >= {count} ? n : 0; }})()",
+                                 timeout)
+        except TimeoutError as exc:
+            text = browser.evaluate(session, "document.body.innerText")
+            raise TimeoutError(f"{exc}; the page reads:\n{str(text)[-1500:]}") from None
         browser.evaluate(session, "window.scrollTo(0, 0)")
         time.sleep(0.5)
         shot = browser.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
