@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, OSError, KeyError, ImportError) as exc:
         # Library errors carry the file and the problem; show them without a traceback.
         print(f"solargen {args.command}: error: {exc}", file=sys.stderr)
         return 2

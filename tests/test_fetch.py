@@ -1,6 +1,7 @@
 """The fetcher against a loopback HTTP server serving a small mirror of the remote layouts."""
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from functools import partial
@@ -12,14 +13,56 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from astropy.io import fits
 from PIL import Image
 
 from solargen.data.build import BuildConfig, build_dataset
 from solargen.cli import main
-from solargen.data.fetch import HEK_CSV_COLUMNS, Endpoints, FetchError, Fetcher, fetch
+from solargen.data.fetch import HEK_CSV_COLUMNS, Endpoints, FetchError, Fetcher, SunpyAiaClient, fetch
 
 DAY = pd.Timestamp("2012-03-07", tz="UTC")
 MISSING_HOUR = 5
+LEVEL1 = [(ch, DAY + pd.Timedelta(hours=h, seconds=s)) for ch, s in (("171", 11), ("193", 6))
+          for h in range(8) if (ch, h) != ("171", MISSING_HOUR)]
+LEVEL1.append(("193", DAY + pd.Timedelta(hours=3, minutes=40, seconds=6)))   # not the nearest one
+
+
+def _fits_name(channel: str, t: pd.Timestamp) -> str:
+    return f"aia.lev1.{channel}A_{t:%Y-%m-%dT%H_%M_%S}.34Z.image_lev1.fits"   # the JSOC naming
+
+
+def _write_fits(path: Path, channel: str, t: pd.Timestamp) -> None:
+    """A 32 x 32 Rice-compressed AIA-like level-1 file (the layout the VSO serves)."""
+    header = fits.Header({"TELESCOP": "SDO/AIA", "INSTRUME": "AIA_3", "LVL_NUM": 1.0,
+                          "WAVELNTH": int(channel), "WAVEUNIT": "angstrom", "EXPTIME": 2.0,
+                          "DATE-OBS": f"{t:%Y-%m-%dT%H:%M:%S}.34",
+                          "T_OBS": f"{t + pd.Timedelta(seconds=1):%Y-%m-%dT%H:%M:%S}.34Z"})
+    data = np.random.default_rng(t.hour).integers(0, 3000, (32, 32)).astype(np.int16)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, header)]).writeto(path, overwrite=True)
+
+
+class LoopbackAia:
+    """A level-1 client over the mirror: search lists LEVEL1, download goes through parfive over
+    HTTP, as Fido.fetch does (overwrite=False: a file already in the folder is kept)."""
+
+    def __init__(self, endpoints: Endpoints) -> None:
+        self.base = endpoints.hek.rsplit("/", 1)[0] + "/aia/"
+        self.parfive = pytest.importorskip("parfive")
+
+    def search(self, channel: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        return pd.DataFrame([{"time": t, "record": self.base + _fits_name(ch, t)}
+                             for ch, t in LEVEL1 if ch == channel and start <= t < end],
+                            columns=["time", "record"])
+
+    def download(self, record: str, folder: Path) -> Path | None:
+        downloader = self.parfive.Downloader(progress=False, overwrite=False)
+        downloader.enqueue_file(record, path=folder)
+        results = asyncio.run(downloader.run_download())     # download() leaves its loop open
+        if results.errors:
+            if getattr(results.errors[0].exception, "status", None) == 404:
+                return None
+            raise FetchError(f"{record}: {results.errors[0].exception}")
+        return Path(results[0])
 
 
 class MirrorHandler(SimpleHTTPRequestHandler):
@@ -103,6 +146,9 @@ def _mirror(root: Path) -> None:
             f["time"].attrs["units"] = b"seconds since 2000-01-01 12:00:00"
             f["xrsa_flux"] = np.full(1440, 1e-8)
             f["xrsb_flux"] = np.full(1440, 5e-4 if d == 0 else 2e-6)
+    (root / "aia").mkdir()
+    for channel, t in LEVEL1:
+        _write_fits(root / "aia" / _fits_name(channel, t), channel, t)
 
 
 @pytest.fixture()
@@ -122,6 +168,10 @@ def server(tmp_path):
 
 def _images(log):
     return [p for p in log if p.endswith(".jpg")]
+
+
+def _fits_gets(log):
+    return [p for p in log if p.endswith(".fits")]
 
 
 def test_complete_fetch_then_build(server, tmp_path):
@@ -204,3 +254,87 @@ def test_bad_arguments(server, tmp_path):
         fetch("2012-03-07", "2012-03-08", ("172",), tmp_path, server, progress=False)
     with pytest.raises(ValueError, match="must be after"):
         fetch("2012-03-08", "2012-03-07", ("171",), tmp_path, server, progress=False)
+
+
+def test_level1_fits_fetch_then_build(server, tmp_path):
+    out = tmp_path / "dl"
+    manifest = fetch("2012-03-07T00:00", "2012-03-07T08:00", ("171", "193"), out, server,
+                     progress=False, aia_source="level1", aia_client=LoopbackAia(server))
+    assert manifest["missing_hours"] == {"171": [(DAY + pd.Timedelta(hours=MISSING_HOUR)).isoformat()],
+                                         "193": []}
+    names = sorted(p.name for p in (out / "fits").iterdir())
+    assert names == sorted(_fits_name(ch, t) for ch, t in LEVEL1 if t.minute == 0)   # the nearest
+    assert manifest["downloads_this_run"] == 15 + 4 and manifest["aia_source"] == "level1"
+    entry = manifest["files"][f"fits/{names[0]}"]
+    assert entry["record"].endswith(names[0])
+    assert entry["bytes"] == (out / "fits" / names[0]).stat().st_size
+    assert not (out / "fits.part").exists() and not (out / "times.csv").exists()
+    ds = build_dataset(BuildConfig(images=str(out / "fits"), goes=out / "goes.csv",
+                                   flares=out / "hek_flares.csv", channels=("171", "193"), size=16),
+                       tmp_path / "ds", progress=False)
+    assert len(ds) == 7 and (ds.labels["max_class_24h"] == "X").all()
+    assert (DAY + pd.Timedelta(hours=MISSING_HOUR)) not in set(ds.times.floor("h"))
+
+
+def test_level1_interrupted_fetch_resumes_and_corrupt_files_are_refetched(server, tmp_path):
+    out, client = tmp_path / "dl", LoopbackAia(server)
+    MirrorHandler.fail_after = 3                      # 3 files, then the server goes down
+    with pytest.raises(FetchError, match="503"):
+        Fetcher(out, server, retries=0, progress=False).fits(DAY, DAY + pd.Timedelta(hours=8), "171",
+                                                               client)
+    assert len(list((out / "fits").iterdir())) == 3 and not any((out / "fits.part").iterdir())
+    first = _fits_name("171", DAY + pd.Timedelta(seconds=11))
+    MirrorHandler.fail_after, MirrorHandler.log = None, []
+    MirrorHandler.corrupt_once = {_fits_name("171", DAY + pd.Timedelta(hours=4, seconds=11))}
+    fetch("2012-03-07T00:00", "2012-03-07T08:00", ("171",), out, server, progress=False,
+          aia_source="level1", aia_client=client)
+    fits_gets = _fits_gets(MirrorHandler.log)
+    assert len(fits_gets) == 7 - 3 + 1 and len(set(fits_gets)) == 7 - 3   # the corrupt one twice
+    # A file damaged on disk is re-fetched on the next run, the rest reused.
+    (out / "fits" / first).write_bytes(b"SIMPLE  = garbage")
+    MirrorHandler.log = []
+    manifest = fetch("2012-03-07T00:00", "2012-03-07T08:00", ("171",), out, server, progress=False,
+                     aia_source="level1", aia_client=client)
+    assert _fits_gets(MirrorHandler.log) == [f"/aia/{first}"] and manifest["downloads_this_run"] == 1
+    # A file that fails twice (here: the wrong channel) stops the fetch with the reason.
+    _write_fits(tmp_path / "mirror" / "aia" / first, "193", DAY)
+    (out / "fits" / first).unlink()
+    with pytest.raises(FetchError, match=f"{first} fails verification twice .*WAVELNTH 193"):
+        fetch("2012-03-07T00:00", "2012-03-07T08:00", ("171",), out, server, progress=False,
+              aia_source="level1", aia_client=client)
+
+
+def test_sunpy_client_asks_fido_for_level1_aia(monkeypatch, tmp_path):
+    net = pytest.importorskip("sunpy.net")
+    import astropy.units as u
+    from astropy.time import Time
+    from parfive import Results
+    from sunpy.net.fido_factory import UnifiedResponse
+    from sunpy.net.vso.table_response import VSOQueryResponseTable
+    searches, fetches = [], []
+    table = VSOQueryResponseTable({"Start Time": Time(["2012-03-07T00:00:11", "2012-03-07T00:06:11"]),
+                                   "fileid": ["aia__lev1:171:1", "aia__lev1:171:2"]})
+
+    def fetch_(what, **kwargs):               # a broken transfer first, then the file
+        fetches.append((what, kwargs))
+        results = Results()
+        if len(fetches) == 1:
+            results.add_error(str(tmp_path / "a.fits"), "http://vso/a", OSError("connection reset"))
+        else:
+            results.append(path=str(tmp_path / "a.fits"), url="http://vso/a")
+        return results
+
+    monkeypatch.setattr(net.Fido, "search",
+                        lambda *attrs: searches.append(attrs) or UnifiedResponse(table))
+    monkeypatch.setattr(net.Fido, "fetch", fetch_)
+    client = SunpyAiaClient(backoff_s=0.0, progress=False)
+    found = client.search("171", DAY - pd.Timedelta("30min"), DAY + pd.Timedelta("90min"))
+    query = {type(attr).__name__: attr for attr in searches[0]}
+    assert query["Instrument"].value.lower() == "aia" and query["Wavelength"].min == 171 * u.AA
+    assert query["Time"].start.isot == "2012-03-06T23:30:00.000" and query["Sample"].value == 360
+    assert list(found["record"]) == ["aia__lev1:171:1", "aia__lev1:171:2"]
+    assert found["time"].iloc[1] == DAY + pd.Timedelta(minutes=6, seconds=11)
+    assert client.download("aia__lev1:171:2", tmp_path) == tmp_path / "a.fits"
+    assert fetches[0][0]["fileid"] == "aia__lev1:171:2"
+    assert fetches[0][1] == {"path": str(tmp_path), "overwrite": False, "progress": False}
+    assert isinstance(fetches[1][0], Results) and len(fetches) == 2   # the failed one retried

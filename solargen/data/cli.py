@@ -111,12 +111,15 @@ def _run_synthetic(args: argparse.Namespace) -> int:
 
 
 def _register_fetch(cmds: argparse._SubParsersAction) -> None:
-    p = cmds.add_parser("fetch", help="download SDO/AIA browse images, GOES XRS flux and the HEK "
+    p = cmds.add_parser("fetch", help="download SDO/AIA images, GOES XRS flux and the HEK "
                                       "flare list for a date range (needs internet)",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--start", required=True, help="first day, e.g. 2012-01-01 (UTC)")
     p.add_argument("--end", required=True, help="end (exclusive), e.g. 2012-02-01 (UTC)")
     p.add_argument("--channels", default="171", help="comma-separated AIA channels")
+    p.add_argument("--aia-source", default="browse", choices=("browse", "level1"),
+                   help="browse: 512 px JPEGs from sdo.gsfc.nasa.gov; level1: 4096 px level-1 "
+                        "FITS (DN) via sunpy from the VSO/JSOC (~10-60 MB each; needs sunpy[net])")
     p.add_argument("--goes-satellite", type=int, default=15,
                    help="GOES XRS satellite (13-15: NCEI reprocessed science data, 15 covers "
                         "2010-04 to 2020-03; 16-18: GOES-R)")
@@ -129,17 +132,20 @@ def _run_fetch(args: argparse.Namespace) -> int:
     from solargen.data.fetch import Endpoints, fetch
     channels = tuple(c.strip() for c in args.channels.split(",") if c.strip())
     manifest = fetch(args.start, args.end, channels, args.out,
-                     Endpoints(goes_satellite=args.goes_satellite), retries=args.retries)
+                     Endpoints(goes_satellite=args.goes_satellite), retries=args.retries,
+                     aia_source=args.aia_source)
+    what = "browse image" if args.aia_source == "browse" else "level-1 record"
     missing = sum(len(v) for v in manifest.get("missing_hours", {}).values())
     for channel, hours in manifest.get("missing_hours", {}).items():
         if hours:
-            print(f"AIA {channel}: no browse image within 30 min of {len(hours)} hour(s): "
+            print(f"AIA {channel}: no {what} within 30 min of {len(hours)} hour(s): "
                   f"{', '.join(hours[:5])}{' ...' if len(hours) > 5 else ''} (see manifest.json)")
     if manifest.get("missing_goes_days"):
         print(f"GOES: no file for {', '.join(manifest['missing_goes_days'])}")
     print(f"{len(manifest['files'])} verified files in {args.out} ({manifest['downloads_this_run']} "
           f"downloaded now); {missing} hours without an image; {manifest['hek_events']} HEK flares")
-    print(f"next: solargen data build --images {args.out}/images --times {args.out}/times.csv "
-          f"--goes {args.out}/goes.csv --flares {args.out}/hek_flares.csv --channels {args.channels} "
-          f"--out <dataset dir>")
+    images = (f"{args.out}/images --times {args.out}/times.csv" if args.aia_source == "browse"
+              else f"{args.out}/fits")
+    print(f"next: solargen data build --images {images} --goes {args.out}/goes.csv "
+          f"--flares {args.out}/hek_flares.csv --channels {args.channels} --out <dataset dir>")
     return 0
