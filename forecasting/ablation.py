@@ -592,11 +592,19 @@ def _time_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 def _time_generator(config: AblationConfig, ds, fold, label_column: str) -> tuple[float, float]:
     """Seconds per generator training step and per image-step of sampling."""
-    from solargen.diffusion.train import build_models
+    from solargen.diffusion.pipeline import SolarDiffusionPipeline
+    from solargen.diffusion.train import Denoiser, build_models
     cfg = _generator_run_config(config, ds, fold, label_column)
-    model = build_models(cfg, list(config.minority_classes))
+    pretrained = config.generator.pretrained.get(fold.name)
+    if pretrained:                                  # time the model that will sample; no training
+        pipeline = SolarDiffusionPipeline.from_pretrained(pretrained)
+        model = Denoiser(pipeline.unet, pipeline.conditioning)
+        channels, size = pipeline.unet.config.in_channels, pipeline.unet.config.sample_size
+    else:
+        model = build_models(cfg, list(config.minority_classes))
+        channels, size = cfg.model.channels, cfg.model.resolution
     b = cfg.train.batch_size
-    x = torch.randn(b, cfg.model.channels, cfg.model.resolution, cfg.model.resolution)
+    x = torch.randn(b, channels, size, size)
     t = torch.randint(0, cfg.train.num_train_timesteps, (b,))
     cls = torch.zeros(b, dtype=torch.long)
     flux = torch.full((b,), -5.0)
@@ -609,7 +617,7 @@ def _time_generator(config: AblationConfig, ds, fold, label_column: str) -> tupl
         tic = time.perf_counter()
         model(x, t, cls, flux, null)
         per_image = (time.perf_counter() - tic) / b
-    return step * cfg.train.max_steps, per_image
+    return (0.0 if pretrained else step * cfg.train.max_steps), per_image
 
 
 def estimate_cost(config: AblationConfig, cells: list[Cell]) -> dict[str, Any]:
@@ -749,7 +757,7 @@ def _generation_costs(cache: Path, results: list[dict[str, Any]]) -> list[dict[s
         if not g or g["key"] in seen:
             continue
         seen.add(g["key"])
-        record = io.read_json(Path(g["pipeline"]).parent / "generator.json")
+        record = io.read_json(cache / "generators" / g["key"] / "generator.json")
         sampling = []
         for npz in sorted((cache / "synthetic" / g["key"]).glob("*.npz")):
             with np.load(npz, allow_pickle=False) as z:

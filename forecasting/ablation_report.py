@@ -233,6 +233,16 @@ def _p(v: float) -> str:
     return "n/a" if not np.isfinite(v) else f"{v:.3g}"
 
 
+def _generator_origin(g) -> str:
+    """Where each fold's generator came from, in words."""
+    trained = f"`{g.config}` {g.overrides or ''}, trained once per fold on that fold's training split"
+    if not g.pretrained:
+        return trained
+    given = ", ".join(f"{fold}: `{path}`" for fold, path in sorted(g.pretrained.items()))
+    return (f"pretrained pipelines ({given}), each checked to be trained on its fold's training "
+            f"split only; other folds: {trained}")
+
+
 def write_report(config, results: list[dict[str, Any]], out: str | Path,
                  generation: list[dict[str, Any]]) -> dict[str, Any]:
     """Write report.md, results.json, command.txt and figures under `out`; returns their paths."""
@@ -277,8 +287,7 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
            f"- Strategies: {', '.join(config.strategies)}; N per minority class "
            f"{sorted(config.n_synthetic)} ({', '.join(config.minority_classes)}); "
            f"{config.synthetic_sets} independent synthetic set(s) per N, nested over N",
-           f"- Generator: `{config.generator.config}` {config.generator.overrides or ''}, trained "
-           f"once per fold on that fold's training split; sampler {config.generator.sampler}, "
+           f"- Generator: {_generator_origin(config.generator)}; sampler {config.generator.sampler}, "
            f"{config.generator.steps} steps, guidance {config.generator.guidance_scale:g}",
            f"- Real samples per fold (train / val / test): " + "; ".join(sorted({
                f"{r['cell']['task']} {r['cell']['fold']} {r['cell']['model']}: "

@@ -7,6 +7,7 @@ on one thread.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,25 @@ def test_pretrained_generator_is_reused_only_for_its_own_fold(first_run, workdir
         "pretrained": {"t1": record["pipeline"]}}))
     reused = ablation.ensure_generator(config, ds, fold, "max_class_24h", workdir / "pre-cache")
     assert reused["pipeline"] == record["pipeline"] and reused["training"] == record["training"]
+    # a whole run on a copy kept elsewhere (as a user's own training run would be): nothing
+    # trained, the report names the pipeline and counts its sampling
+    elsewhere = workdir / "my-ddpm" / "pipeline"
+    shutil.copytree(record["pipeline"], elsewhere)
+    config = load_ablation_config(write_config(workdir, name="pre-run", strategies=["none", "synthetic"],
+                                               n_synthetic=[2], synthetic_sets=1, generator={
+        "pretrained": {"t1": str(elsewhere)}, "steps": 2, "batch_size": 8},
+        cache_dir=str(workdir / "pre-cache")))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(diffusion_train, "train", Counter(diffusion_train.train, kill_after=0))
+    try:
+        run_ablation(config, workdir / "pre-run", progress=False)
+    finally:
+        mp.undo()
+    report = (workdir / "pre-run" / "report.md").read_text()
+    assert f"pretrained pipelines (t1: `{elsewhere}`)" in report
+    costs = json.loads((workdir / "pre-run" / "results.json").read_text())["costs"]["generators"]
+    assert [len(c["sampling"]) for c in costs] == [1]
+    assert costs[0]["sampling"][0]["images"] == 2 * len(costs[0]["sampling"][0]["file"].split("-")[1])
     # the same pipeline offered for a fold whose training window it was not trained in: refused
     other = Fold("t2", {"train": (pd.Timestamp("2012-01-04", tz="UTC"), pd.Timestamp("2012-01-05", tz="UTC"))})
     config = load_ablation_config(write_config(workdir, name="pre2", generator={
