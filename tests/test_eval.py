@@ -260,7 +260,7 @@ def test_solargen_eval_end_to_end(tmp_path, capsys):
     assert "generated frames are (1, 8, 8)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind", ["class", "flux"])
+@pytest.mark.parametrize("kind", ["class", "flux", "both"])
 def test_eval_samples_a_model_directory(tmp_path, kind):
     from solargen.diffusion.pipeline import UNetConfig
     from solargen.diffusion.train import DataConfig, RunConfig, train
