@@ -361,6 +361,29 @@ def test_synthetic_histories(workdir):
     assert count_origin(torch.utils.data.ConcatDataset([real, latest, repeat]), "synthetic") == 8
 
 
+@pytest.mark.parametrize("model", ["ssm", "vit-lstm"])
+def test_sequence_models_run_through_the_grid(first_run, workdir, model):
+    """Experiments 3 and 4 in miniature: histories of 3 frames, synthetic frames as the latest
+    frame of a real history of their class, the fold's cached generator reused."""
+    config = load_ablation_config(write_config(
+        workdir, name=f"seq-{model}", tasks=["4class-24h"], models=[model],
+        strategies=["none", "synthetic"], n_synthetic=[2], synthetic_sets=1, metrics=["gmgs", "tss"],
+        train={"epochs": 1, "batch_size": 16, "lr": 1e-3, "patience": 1, "history": 3}))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(diffusion_train, "train", Counter(diffusion_train.train, kill_after=0))
+    try:
+        result = run_ablation(config, workdir / f"seq-{model}", progress=False)
+    finally:
+        mp.undo()
+    cells = [json.loads(p.read_text()) for p in (workdir / f"seq-{model}" / "cells").glob("*.json")]
+    assert len(cells) == 2 and {c["history"] for c in cells} == {3}
+    synthetic = next(c for c in cells if c["cell"]["strategy"] == "synthetic")
+    assert synthetic["samples"]["synthetic_train"] > 0
+    assert synthetic["samples"]["synthetic_val"] == synthetic["samples"]["synthetic_test"] == 0
+    assert all(np.isfinite(c["metrics"]["tss"]) for c in cells)
+    assert (workdir / f"seq-{model}" / "report.md").is_file() and result
+
+
 def _fake(strategy: str, n: int, seed: int, fold: str, tss: float) -> dict:
     return {"cell": {"task": "binary-24h", "model": "deit", "strategy": strategy, "n": n,
                      "seed": seed, "fold": fold, "set_index": 0}, "metrics": {"tss": tss}}
