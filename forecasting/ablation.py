@@ -270,6 +270,11 @@ def check_generator_fold(training: dict[str, Any], fold, where: str) -> None:
                            f"[{start}, {end})")
 
 
+def _generator_record_path(cache: Path, key: str) -> Path:
+    """Where the record of generator `key` lives, whether the cache trained it or it was given."""
+    return cache / "generators" / key / "generator.json"
+
+
 def ensure_generator(config: AblationConfig, ds, fold, label_column: str,
                      cache: Path) -> dict[str, Any]:
     """Train (or resume, or reuse) the fold's generator; returns its record (dir, training range,
@@ -280,11 +285,10 @@ def ensure_generator(config: AblationConfig, ds, fold, label_column: str,
     if pretrained:
         pipeline_dir = Path(pretrained)
         key = f"{fold.name}-pretrained-{_hash(str(pipeline_dir.resolve()))}"
-        record_path = cache / "generators" / key / "generator.json"
     else:
         key = generator_key(config, ds, fold, label_column)
         pipeline_dir = cache / "generators" / key / "pipeline"
-        record_path = pipeline_dir.parent / "generator.json"
+    record_path = _generator_record_path(cache, key)
     if record_path.is_file():
         return io.read_json(record_path)
     tic = time.perf_counter()
@@ -757,7 +761,7 @@ def _generation_costs(cache: Path, results: list[dict[str, Any]]) -> list[dict[s
         if not g or g["key"] in seen:
             continue
         seen.add(g["key"])
-        record = io.read_json(cache / "generators" / g["key"] / "generator.json")
+        record = io.read_json(_generator_record_path(cache, g["key"]))
         sampling = []
         for npz in sorted((cache / "synthetic" / g["key"]).glob("*.npz")):
             with np.load(npz, allow_pickle=False) as z:
