@@ -609,7 +609,7 @@ def _time_generator(config: AblationConfig, ds, fold, label_column: str) -> tupl
         channels, size = cfg.model.channels, cfg.model.resolution
     b = cfg.train.batch_size
     x = torch.randn(b, channels, size, size)
-    t = torch.randint(0, cfg.train.num_train_timesteps, (b,))
+    t = torch.randint(0, cfg.objective.num_train_timesteps, (b,))
     cls = torch.zeros(b, dtype=torch.long)
     flux = torch.full((b,), -5.0)
     null = torch.zeros(b, dtype=torch.bool)

@@ -17,8 +17,9 @@ from solargen.cli import main as cli_main
 from solargen.data.dataset import write_dataset
 from solargen.data.goes import GoesError
 from solargen.diffusion.conditioning import ConditioningError, FlareConditioning
-from solargen.diffusion.pipeline import (PipelineError, SolarDiffusionPipeline, UNetConfig,
-                                         check_pipeline_dir)
+from solargen.diffusion.loss import PREDICTION_TYPES, ObjectiveConfig
+from solargen.diffusion.pipeline import (SAMPLERS, PipelineError, SolarDiffusionPipeline,
+                                         UNetConfig, check_pipeline_dir, make_scheduler)
 from solargen.diffusion.sample import (balanced_conditions, load_npz, proportional_conditions,
                                        sample_set, split_evenly)
 from solargen.diffusion.train import (DataConfig, RunConfig, TrainConfig, TrainError, _make_pipeline,
@@ -88,8 +89,9 @@ def trained(workdir) -> dict:
     return {"cfg": cfg, "result": result}
 
 
-def random_pipeline(workdir: Path, kind: str) -> SolarDiffusionPipeline:
+def random_pipeline(workdir: Path, kind: str, objective: ObjectiveConfig | None = None) -> SolarDiffusionPipeline:
     cfg = tiny_config(workdir, workdir / "ds", kind=kind)
+    cfg.objective = objective or cfg.objective
     data, ds = load_training_data(cfg)
     torch.manual_seed(0)
     model = build_models(cfg, list(data.summary["class_counts"]))
@@ -134,18 +136,18 @@ def test_loss_decreases_on_a_fixed_tiny_batch(workdir):
     data, _ = load_training_data(cfg)
     torch.manual_seed(0)
     model = build_models(cfg, ["B", "C", "M"])
-    from solargen.diffusion.train import noise_scheduler
-    sched = noise_scheduler(cfg.train)
+    from solargen.diffusion.loss import DiffusionObjective
+    objective = DiffusionObjective(cfg.objective)
     g = torch.Generator().manual_seed(0)
     x0 = data.frames[:8].float()
     noise = torch.randn(x0.shape, generator=g)
     t = torch.randint(0, 1000, (8,), generator=g)
-    noisy = sched.add_noise(x0, noise, t)
+    noisy = objective.add_noise(x0, noise, t)
     null = torch.zeros(8, dtype=torch.bool)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(25):
-        loss = torch.nn.functional.mse_loss(model(noisy, t, data.class_index[:8], None, null), noise)
+        loss = objective.loss(model(noisy, t, data.class_index[:8], None, null), x0, noise, t)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -221,9 +223,9 @@ def test_guidance_one_equals_the_conditional_pass(workdir, kind):
         x = torch.randn(2, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
         t = torch.tensor(500)
         plain = pipe.unet(x, t, class_labels=cond).sample
-        doubled = pipe.guided_noise(x, t, cond, null, 1.0)
+        doubled = pipe.guided_output(x, t, cond, null, 1.0)
         torch.testing.assert_close(doubled, plain, rtol=1e-4, atol=1e-5)
-        guided = pipe.guided_noise(x, t, cond, null, 3.0)
+        guided = pipe.guided_output(x, t, cond, null, 3.0)
         assert (guided - plain).abs().max() > 1e-4           # the null path changes the result
     run = lambda s: pipe(**cond_args, guidance_scale=s, num_inference_steps=3, sampler="dpm",
                          generator=torch.Generator().manual_seed(0)).normalised
@@ -259,6 +261,23 @@ def test_samplers_swap_by_name(workdir):
     assert all(np.isfinite(o).all() for o in outs.values())
     assert np.abs(outs["ddpm"] - outs["ddim"]).max() > 1e-4
     assert type(pipe.scheduler).__name__ == "DDPMScheduler"  # a per-call sampler leaves it alone
+
+
+@pytest.mark.parametrize("prediction_type", PREDICTION_TYPES)
+def test_sampler_swap_keeps_prediction_type_and_is_reproducible(workdir, prediction_type):
+    cfg = tiny_config(workdir, workdir / "ds")
+    pipe = random_pipeline(workdir, "class", objective=ObjectiveConfig(
+        prediction_type=prediction_type))
+    assert pipe.scheduler.config.prediction_type == prediction_type
+    for name in SAMPLERS:
+        pipe_swapped = make_scheduler(name, pipe.scheduler.config)
+        assert pipe_swapped.config.prediction_type == prediction_type
+        runs = [pipe(flare_class=["C", "M"], num_inference_steps=4, sampler=name,
+                     generator=[torch.Generator().manual_seed(s) for s in (0, 1)]).normalised
+                for _ in range(2)]
+        assert np.isfinite(runs[0]).all()
+        np.testing.assert_array_equal(runs[0], runs[1])
+    assert cfg.objective == ObjectiveConfig()      # the default recipe is what configs start from
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DiffusionPipeline, DPMSolverMultistepScheduler,
-                       UNet2DModel)
+                       UNet2DModel, UniPCMultistepScheduler)
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
@@ -32,9 +32,22 @@ from solargen.data.goes import flux_to_letter
 from solargen.diffusion.conditioning import ConditioningError, FlareConditioning, encode_labels
 
 PIPELINE_FORMAT = "solargen-pipeline"
-SAMPLERS: dict[str, type[SchedulerMixin]] = {
-    "ddpm": DDPMScheduler, "ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
-DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm": 20}
+# Sampler name -> (scheduler class, options over the training scheduler's config). Every sampler is
+# built with `from_config` from the model's own scheduler, so it keeps the betas, T and the
+# prediction type the model was trained with. The ODE solvers threshold their x0 prediction to the
+# [-1, 1] pixel range (as DDPM's clip_sample does).
+_THRESHOLD = {"thresholding": True, "sample_max_value": 1.0}
+SAMPLERS: dict[str, tuple[type[SchedulerMixin], dict[str, Any]]] = {
+    "ddpm": (DDPMScheduler, {}),
+    "ddim": (DDIMScheduler, {}),
+    "dpm": (DPMSolverMultistepScheduler,                 # DPM-Solver++ 2M
+            {"algorithm_type": "dpmsolver++", "solver_order": 2, **_THRESHOLD}),
+    "dpm-karras": (DPMSolverMultistepScheduler,          # the same on Karras et al.'s sigmas
+                   {"algorithm_type": "dpmsolver++", "solver_order": 2, "use_karras_sigmas": True,
+                    **_THRESHOLD}),
+    "unipc": (UniPCMultistepScheduler, {"solver_order": 2, **_THRESHOLD}),
+}
+DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpm": 20, "dpm-karras": 20, "unipc": 20}
 
 # Named UNet sizes for 64 x 64 (channels per resolution level); 128 x 128 adds one level in front.
 UNET_SIZES: dict[str, dict[str, Any]] = {
@@ -91,13 +104,8 @@ def make_scheduler(name: str, config: Any) -> SchedulerMixin:
     """A sampler by name from the training scheduler's config (same betas, same T)."""
     if name not in SAMPLERS:
         raise PipelineError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-    if name == "dpm":
-        # Dynamic thresholding keeps the data prediction inside the [-1, 1] pixel range (as DDPM's
-        # clip_sample does); without it a briefly trained model's few-step samples can saturate.
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++",
-                                                       solver_order=2, thresholding=True,
-                                                       sample_max_value=1.0)
-    return SAMPLERS[name].from_config(config)
+    cls, options = SAMPLERS[name]
+    return cls.from_config(config, **options)
 
 
 @dataclass
@@ -147,15 +155,16 @@ class SolarDiffusionPipeline(DiffusionPipeline):
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     # ------------------------------------------------------------------ denoising
-    def guided_noise(self, sample: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-                     null: torch.Tensor | None, guidance_scale: float) -> torch.Tensor:
-        """eps = eps_u + s (eps_c - eps_u), both passes in one doubled batch; without a null
-        embedding it is the plain conditional pass."""
+    def guided_output(self, sample: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                      null: torch.Tensor | None, guidance_scale: float) -> torch.Tensor:
+        """Classifier-free guidance on the model output (epsilon, v or x0 alike: all are affine in
+        the conditional score): out_u + s (out_c - out_u), both passes in one doubled batch;
+        without a null embedding it is the plain conditional pass."""
         if null is None:
             return self.unet(sample, t, class_labels=cond).sample
         both = self.unet(torch.cat([sample, sample]), t, class_labels=torch.cat([null, cond])).sample
-        eps_u, eps_c = both.chunk(2)
-        return eps_u + guidance_scale * (eps_c - eps_u)
+        out_u, out_c = both.chunk(2)
+        return out_u + guidance_scale * (out_c - out_u)
 
     @torch.no_grad()
     def __call__(self, flare_class: Sequence[str] | None = None,
@@ -165,7 +174,7 @@ class SolarDiffusionPipeline(DiffusionPipeline):
                  generator: torch.Generator | list[torch.Generator] | None = None,
                  output_type: str = "np", return_dict: bool = True) -> SolarPipelineOutput | tuple:
         """Sample one image per condition (or `batch_size` unconditional images when no condition
-        is given). `sampler` (ddpm/ddim/dpm) swaps the scheduler for this call; default is the
+        is given). `sampler` (a name in SAMPLERS) swaps the scheduler for this call; default is the
         pipeline's own. Guidance scale 1 is the plain conditional model."""
         flare_class = _as_list(flare_class, "flare_class")
         goes_flux = _as_list(goes_flux, "goes_flux")
@@ -199,12 +208,14 @@ class SolarDiffusionPipeline(DiffusionPipeline):
                  self.unet.config.sample_size)
         x = randn_tensor(shape, generator=generator, device=self._execution_device, dtype=unet_dtype)
         scheduler.set_timesteps(steps, device=self._execution_device)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(0)   # repeated timesteps (Karras sigmas) must not shift the start
         x = x * scheduler.init_noise_sigma
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
         for t in self.progress_bar(scheduler.timesteps):
             model_input = scheduler.scale_model_input(x, t)
-            eps = self.guided_noise(model_input, t, cond, null, guidance_scale)
-            x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
+            output = self.guided_output(model_input, t, cond, null, guidance_scale)
+            x = scheduler.step(output, t, x, **step_kwargs).prev_sample
 
         normalised = x.clamp(-1, 1).float()
         labels = list(flare_class) if flare_class is not None else (

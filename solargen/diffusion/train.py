@@ -9,7 +9,8 @@ never interrupted.
     output_dir/
       config.yaml            resolved run config (a resume must match it)
       data_summary.json      training frames, exclusions, class counts
-      log.csv                step, loss, lr, grad_norm (one row per step)
+      log.csv                step, loss, lr, grad_norm, seconds (wall time since this call's
+                             loop start); a row every `log_every` steps
       tb/                    TensorBoard events (when tensorboard is installed)
       samples/step-*.png     per-class sample grids (EMA weights)
       checkpoints/step-*     accelerator.save_state, last `keep_checkpoints`
@@ -30,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 import yaml
 from torch import nn
 
@@ -39,6 +39,7 @@ from solargen.data.dataset import load_dataset
 from solargen.data.goes import GOES_CLASSES, letters_from_flux
 from solargen.data.splits import fold_indices, load_folds
 from solargen.diffusion.conditioning import KINDS, FlareConditioning
+from solargen.diffusion.loss import DiffusionObjective, ObjectiveConfig, noise_scheduler
 from solargen.diffusion.pipeline import (PIPELINE_FORMAT, SAMPLERS,
                                          SolarDiffusionPipeline, UNetConfig, build_unet,
                                          time_embed_dim)
@@ -77,8 +78,10 @@ class TrainConfig:
     ema_power: float = 0.75            # EMA warm-up (diffusers EMAModel): decay grows with steps
     mixed_precision: str = "auto"      # auto (bf16 on a GPU that has it) | no | bf16 | fp16
     balanced_sampling: bool = False    # draw every class equally often
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "linear"      # Ho et al. 2020 (the reference paper); or squaredcos_cap_v2
+    channels_last: bool = False        # NHWC memory format (faster convolutions on GPUs)
+    compile: bool = False              # torch.compile the UNet (worth it for long GPU runs)
+    data_on_device: bool = False       # keep the training frames on the accelerator
+    log_every: int = 1                 # log.csv / NaN check every k steps (each is a device sync)
     sample_every: int = 1000           # per-class grids; 0 = never
     samples_per_class: int = 4
     sample_sampler: str = "dpm"
@@ -94,6 +97,7 @@ class RunConfig:
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: UNetConfig = field(default_factory=UNetConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,7 +148,8 @@ def check_config(cfg: RunConfig) -> None:
         raise TrainError(f"data.label_column must be one of {CLASS_COLUMNS}, got {cfg.data.label_column!r}")
     if not 0.0 <= t.p_uncond < 1.0:
         raise TrainError(f"train.p_uncond must be in [0, 1), got {t.p_uncond}")
-    for name in ("max_steps", "batch_size", "num_train_timesteps", "keep_checkpoints", "sample_steps"):
+    cfg.objective.check()
+    for name in ("max_steps", "batch_size", "keep_checkpoints", "sample_steps", "log_every"):
         if int(getattr(t, name)) < 1:
             raise TrainError(f"train.{name} must be >= 1, got {getattr(t, name)}")
     if t.sample_sampler not in SAMPLERS:
@@ -258,9 +263,10 @@ class BatchOrder:
         return np.sort(batch[rank * per_process:(rank + 1) * per_process])
 
 
-def step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+def step_generator(seed: int, step: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The random stream of one step on one process (noise, timesteps, label dropout)."""
     state = np.random.SeedSequence([seed, step, rank, 1]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+    return torch.Generator(device=device).manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
 # ----------------------------------------------------------------------------- model
@@ -283,11 +289,6 @@ def build_models(cfg: RunConfig, known_classes: list[str]) -> Denoiser:
     conditioning = FlareConditioning(kind=cfg.train.conditioning, embed_dim=time_embed_dim(unet),
                                      classes=GOES_CLASSES, known_classes=known_classes)
     return Denoiser(unet, conditioning)
-
-
-def noise_scheduler(cfg: TrainConfig):
-    from diffusers import DDPMScheduler
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -361,11 +362,14 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
 
     set_seed(cfg.seed)
     model = build_models(cfg, known)
-    scheduler = noise_scheduler(t)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    objective = DiffusionObjective(cfg.objective)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
     lr_schedule = get_scheduler("cosine", optimizer, num_warmup_steps=t.warmup_steps,
                                 num_training_steps=t.max_steps)
-    ema = EMAModel(model.parameters(), decay=t.ema_decay, use_ema_warmup=True, power=t.ema_power)
+    ema = EMAModel(model.parameters(), decay=t.ema_decay, use_ema_warmup=True, power=t.ema_power,
+                   foreach=True)
     model, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
     accelerator.register_for_checkpointing(ema)
     ema.to(accelerator.device)
@@ -384,7 +388,12 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
                        t.balanced_sampling)
     logger = _Logger(out, start, main)
     unwrapped = accelerator.unwrap_model(model)
-    alphas = scheduler.alphas_cumprod
+    if t.compile:
+        unwrapped.unet.compile()
+    dev = accelerator.device
+    frames = data.frames.to(dev) if t.data_on_device else data.frames
+    noise_device = frames.device
+    memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     losses: dict[int, float] = {}
     bar = tqdm(range(start, t.max_steps), initial=start, total=t.max_steps, desc="train",
                disable=not (progress and accelerator.is_local_main_process))
@@ -392,19 +401,17 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
     model.train()
     for step in bar:
         idx = torch.from_numpy(order.indices(step, accelerator.process_index, t.batch_size))
-        gen = step_generator(cfg.seed, step, accelerator.process_index)
-        x0 = data.frames[idx].float()
-        noise = torch.randn(x0.shape, generator=gen)
-        timesteps = torch.randint(0, t.num_train_timesteps, (len(idx),), generator=gen)
-        null = torch.rand(len(idx), generator=gen) < t.p_uncond
-        noisy = scheduler.add_noise(x0, noise, timesteps)
-        dev = accelerator.device
+        gen = step_generator(cfg.seed, step, accelerator.process_index, noise_device)
+        x0 = frames[idx.to(noise_device)].float()
+        noise = torch.randn(x0.shape, generator=gen, device=noise_device)
+        timesteps = torch.randint(0, cfg.objective.num_train_timesteps, (len(idx),), generator=gen,
+                                  device=noise_device)
+        null = torch.rand(len(idx), generator=gen, device=noise_device) < t.p_uncond
+        x0, noise, timesteps, null = x0.to(dev), noise.to(dev), timesteps.to(dev), null.to(dev)
+        noisy = objective.add_noise(x0, noise, timesteps).contiguous(memory_format=memory_format)
         with accelerator.autocast():
-            pred = model(noisy.to(dev), timesteps.to(dev), data.class_index[idx].to(dev),
-                         data.log_flux[idx].to(dev), null.to(dev))
-        loss = F.mse_loss(pred.float(), noise.to(dev))
-        if not torch.isfinite(loss):
-            raise TrainError(f"loss is {loss.item()} at step {step + 1}; stopping (never skipped)")
+            pred = model(noisy, timesteps, data.class_index[idx].to(dev), data.log_flux[idx].to(dev), null)
+        loss = objective.loss(pred, x0, noise, timesteps)
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
         optimizer.step()
@@ -413,10 +420,13 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
         ema.step(unwrapped.parameters())
 
         done = step + 1
-        value = accelerator.gather(loss.detach()[None]).mean().item()
-        losses[done] = value
-        logger.log(done, value, lr_schedule.get_last_lr()[0], float(grad_norm))
-        bar.set_postfix(loss=f"{value:.4f}")
+        if done % t.log_every == 0 or done == t.max_steps or done == stop_after:
+            value = accelerator.gather(loss.detach()[None]).mean().item()
+            if not np.isfinite(value):
+                raise TrainError(f"loss is {value} at step {done}; stopping (never skipped)")
+            losses[done] = value
+            logger.log(done, value, lr_schedule.get_last_lr()[0], float(grad_norm))
+            bar.set_postfix(loss=f"{value:.4f}")
         if t.checkpoint_every and done % t.checkpoint_every == 0:
             _save_checkpoint(accelerator, out, done, t.keep_checkpoints)
             logger.flush()
@@ -436,7 +446,7 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
         with _ema_weights(ema, unwrapped):
             pipeline = _make_pipeline(cfg, unwrapped, summary, ds.meta, elapsed, accelerator)
             pipeline_dir = save_pipeline_atomic(pipeline, out / "pipeline")
-        _plot_losses(out / "log.csv", out / "loss.png")
+        _plot_losses(out / "log.csv", out / "loss.png", cfg.objective)
         print(f"saved pipeline (EMA weights) to {pipeline_dir}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
@@ -525,7 +535,7 @@ def _make_pipeline(cfg: RunConfig, model: Denoiser, summary: dict, dataset_meta:
         extra["train_seconds"] = round(elapsed, 1)
         extra["device"] = str(accelerator.device) if accelerator else "cpu"
     return SolarDiffusionPipeline(unet=model.unet, conditioning=model.conditioning,
-                                  scheduler=noise_scheduler(cfg.train),
+                                  scheduler=noise_scheduler(cfg.objective),
                                   metadata=_metadata(cfg, summary, dataset_meta, extra))
 
 
@@ -573,15 +583,17 @@ def _sample_grid(cfg: RunConfig, model: Denoiser, data: TrainingData, dataset_me
 class _Logger:
     """log.csv (one row per step, truncated to the resume step) and TensorBoard when installed."""
 
-    COLUMNS = ("step", "loss", "lr", "grad_norm")
+    COLUMNS = ("step", "loss", "lr", "grad_norm", "seconds")
 
     def __init__(self, out: Path, start: int, main: bool):
         self.main, self.path, self.tb = main, out / "log.csv", None
+        self.tic = time.perf_counter()
         if not main:
             return
         rows = []
         if start and self.path.exists():
-            rows = [r for r in csv.DictReader(self.path.open()) if int(r["step"]) <= start]
+            rows = [{c: r.get(c, "") for c in self.COLUMNS} for r in csv.DictReader(self.path.open())
+                    if int(r["step"]) <= start]
         text = ",".join(self.COLUMNS) + "\n" + "".join(
             ",".join(r[c] for c in self.COLUMNS) + "\n" for r in rows)
         io.write_text(self.path, text)
@@ -595,7 +607,8 @@ class _Logger:
     def log(self, step: int, loss: float, lr: float, grad_norm: float) -> None:
         if not self.main:
             return
-        self.fh.write(f"{step},{loss:.6g},{lr:.6g},{grad_norm:.6g}\n")
+        seconds = time.perf_counter() - self.tic
+        self.fh.write(f"{step},{loss:.6g},{lr:.6g},{grad_norm:.6g},{seconds:.3f}\n")
         if self.tb is not None:
             self.tb.add_scalar("loss", loss, step)
             self.tb.add_scalar("lr", lr, step)
@@ -612,7 +625,7 @@ class _Logger:
                 self.tb.close()
 
 
-def _plot_losses(log_csv: Path, path: Path) -> None:
+def _plot_losses(log_csv: Path, path: Path, objective: ObjectiveConfig) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -623,7 +636,7 @@ def _plot_losses(log_csv: Path, path: Path) -> None:
     ax.plot(log["step"], log["loss"].rolling(window, min_periods=1).mean(), lw=1.5,
             label=f"mean of {window}")
     ax.set_xlabel("step")
-    ax.set_ylabel("MSE (noise)")
+    ax.set_ylabel(f"loss ({objective.prediction_type}, {objective.loss_weighting})")
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
