@@ -112,7 +112,7 @@ def time_sampling(cfg: RunConfig, sampler: str, steps: int, guidance: float, n: 
     data, ds = load_training_data(cfg)
     torch.manual_seed(0)
     model = build_models(cfg, list(data.summary["class_counts"]))
-    pipe = _make_pipeline(cfg, model, data.summary, ds.meta)
+    pipe = _make_pipeline(cfg, model, data, ds.meta)
     pipe.to("cuda" if torch.cuda.is_available() else "cpu")
     pipe.set_progress_bar_config(disable=True)
     classes = (pipe.known_classes * n)[:n]

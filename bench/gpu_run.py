@@ -90,6 +90,50 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def time_sampling(pipe, spec: str, batch: int, device: torch.device, thresholding: bool = True) -> float:
+    """Images/s of one batch (after one untimed warm-up batch), guidance 1, bf16 on a GPU."""
+    from solargen.diffusion.pipeline import make_scheduler
+    name, n_steps = parse_sampler(spec)
+    scheduler = make_scheduler(name, pipe.scheduler.config)
+    if not thresholding and "thresholding" in scheduler.config:
+        scheduler = type(scheduler).from_config(scheduler.config, thresholding=False)
+    classes = [pipe.known_classes[0]] * batch
+    saved, pipe.scheduler = pipe.scheduler, scheduler
+    try:
+        gen = torch.Generator(device).manual_seed(0)
+        with _autocast(device):
+            pipe(flare_class=classes, num_inference_steps=n_steps, generator=gen)
+            _sync(device)
+            tic = time.perf_counter()
+            pipe(flare_class=classes, num_inference_steps=n_steps, generator=gen)
+            _sync(device)
+    finally:
+        pipe.scheduler = saved
+    return batch / (time.perf_counter() - tic)
+
+
+def speed(args: argparse.Namespace) -> dict:
+    """Sampling img/s of a saved pipeline per batch size, with and without x0 thresholding,
+    eager and (last, since it compiles) with torch.compile."""
+    from solargen.diffusion.pipeline import SolarDiffusionPipeline
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    pipe = SolarDiffusionPipeline.from_pretrained(args.pipeline, torch_dtype=torch.float32).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    rows = []
+    for compiled in (False, True) if args.compile else (False,):
+        if compiled:
+            pipe.unet.compile()
+        for batch in args.batch:
+            for thresholding in (True, False):
+                for spec in args.samplers:
+                    rate = time_sampling(pipe, spec, batch, device, thresholding)
+                    rows.append({"sampler": spec, "batch": batch, "thresholding": thresholding,
+                                 "compile": compiled, "img_per_s": rate})
+                    print(f"[gpu_run] {rows[-1]}", flush=True)
+                    io.write_json(Path(args.out), {"device": str(device), "rows": rows})
+    return {"rows": rows}
+
+
 def run(args: argparse.Namespace) -> dict:
     from solargen.diffusion.pipeline import SolarDiffusionPipeline
     from solargen.diffusion.sample import proportional_conditions, sample_set
@@ -166,20 +210,11 @@ def run(args: argparse.Namespace) -> dict:
     if cfg.train.compile:
         pipe.unet.compile()
     speed = {}
-    speed_classes = [c for c in pipe.known_classes for _ in range(args.speed_batch)][:args.speed_batch]
     for spec in args.speed_samplers:
-        name, n_steps = parse_sampler(spec)
-        gen = torch.Generator(device).manual_seed(0)
-        with _autocast(device):
-            pipe(flare_class=speed_classes, num_inference_steps=n_steps, sampler=name, generator=gen)
-            _sync(device)
-            tic = time.perf_counter()
-            pipe(flare_class=speed_classes, num_inference_steps=n_steps, sampler=name, generator=gen)
-            _sync(device)
-        speed[spec] = len(speed_classes) / (time.perf_counter() - tic)
-        print(f"[gpu_run] sampling {spec}: {speed[spec]:.0f} img/s (batch {len(speed_classes)})", flush=True)
+        speed[spec] = time_sampling(pipe, spec, args.speed_batch, device)
+        print(f"[gpu_run] sampling {spec}: {speed[spec]:.0f} img/s (batch {args.speed_batch})", flush=True)
         info["sampling_img_per_s"] = speed
-        info["sampling_batch"] = len(speed_classes)
+        info["sampling_batch"] = args.speed_batch
         io.write_json(work / "run.json", info)
 
     sets = [proportional_conditions(pipe, args.bundle, args.n, seed=k)["flare_class"]
@@ -420,6 +455,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--samplers", nargs="*", default=list(DEFAULT_SAMPLERS))
     r.add_argument("--n", type=int, default=500, help="images per scored set")
     r.add_argument("--n-sets", type=int, default=2)
+    p = sub.add_parser("speed", help="sampling img/s of a saved pipeline by batch, thresholding, compile")
+    p.add_argument("--pipeline", required=True)
+    p.add_argument("--out", required=True, help="JSON file")
+    p.add_argument("--batch", type=int, nargs="+", default=[500, 2000])
+    p.add_argument("--samplers", nargs="+", default=["dpm:20"])
+    p.add_argument("--compile", action="store_true", help="also time with torch.compile (last)")
     s = sub.add_parser("score", help="FID, figures, summary.json, README")
     s.add_argument("--work", required=True, help="the folder `run` wrote")
     s.add_argument("--results", required=True, help="e.g. docs/results/<date>-gpu")
@@ -429,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.phase == "bundle":
         print(make_bundle(args.dataset, args.folds, args.fold, args.out))
+    elif args.phase == "speed":
+        speed(args)
     elif args.phase == "run":
         info = run(args)
         commit = os.environ.get("SOLARGEN_GIT_COMMIT") or io.git_commit()   # the device copy has no .git

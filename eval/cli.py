@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from eval.features import TrainConfig
+    from solargen.diffusion.autoencoder import FitConfig
     from eval.report import EvalConfig, run_evaluation
     config = EvalConfig(
         real=args.real, generated=args.generated, out=args.out, folds=args.folds, fold=args.fold,
@@ -52,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device, seed=args.seed, latent_dim=args.latent_dim,
         balanced_per_class=args.balanced_per_class, guidance_scale=args.guidance_scale,
         num_inference_steps=args.steps, sampler=args.sampler,
-        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device))
+        train=FitConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=args.device))
     if args.dry_run:
         print(json.dumps(asdict(config), indent=2))
         return 0

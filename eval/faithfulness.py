@@ -17,13 +17,13 @@ import numpy as np  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from eval.features import TrainConfig, train_model  # noqa: E402
+from solargen.diffusion.autoencoder import FitConfig, train_model  # noqa: E402
 from eval.fidelity import SmallCNN  # noqa: E402
 from solargen import io  # noqa: E402
 
 
 def train_flux_regressor(frames: np.ndarray, goes_flux: np.ndarray,
-                         config: TrainConfig) -> tuple[SmallCNN, list[float]]:
+                         config: FitConfig) -> tuple[SmallCNN, list[float]]:
     """Fit standardised log10(flux) by mean-squared error (the scaling is kept in the config)."""
     log_flux = np.log10(np.asarray(goes_flux, dtype=np.float64))
     if not np.isfinite(log_flux).all():

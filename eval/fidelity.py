@@ -17,7 +17,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from eval.features import TrainConfig, train_model
+from solargen.diffusion.autoencoder import FitConfig, train_model
 
 
 class SmallCNN(ModelMixin, ConfigMixin):
@@ -58,7 +58,7 @@ class SmallCNN(ModelMixin, ConfigMixin):
 
 
 def train_classifier(frames: np.ndarray, flare_class: Sequence[str], class_names: Sequence[str],
-                     config: TrainConfig) -> tuple[SmallCNN, list[float]]:
+                     config: FitConfig) -> tuple[SmallCNN, list[float]]:
     """Fit a SmallCNN to real frames with inverse-frequency class weights (rare classes count)."""
     class_names = list(class_names)
     y = np.array([class_names.index(c) for c in flare_class], dtype=np.int64)

@@ -22,12 +22,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from eval import clusters, faithfulness, fid, fidelity, maps, novelty
-from eval.features import (FEATURE_SPACES, DomainExtractor, SolarAutoencoder, TrainConfig,
-                           get_extractor, train_autoencoder)
+from eval.features import FEATURE_SPACES, DomainExtractor, get_extractor
 from solargen import io
 from solargen.data.dataset import SolarDataset, load_dataset
 from solargen.data.goes import GOES_CLASSES, flux_to_letter
 from solargen.data.splits import fold_indices, load_folds
+from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
 
 # The reference paper's Table 1 (64 x 64 AIA 171, 10 sets of N = 1000 per model), for comparison.
 PAPER_TABLE1 = {
@@ -72,7 +72,7 @@ class EvalConfig:
     guidance_scale: float = 3.0
     num_inference_steps: int = 20
     sampler: str = "dpm"
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: FitConfig = field(default_factory=FitConfig)
 
 
 # --------------------------------------------------------------------------- generated input

@@ -45,7 +45,7 @@ class ModelInfo:
     """What a pipeline directory says about itself (read from its JSON files, no weights)."""
 
     path: Path
-    kind: str                          # class | flux | both
+    kind: str                          # class | flux | both | class_latent
     known_classes: tuple[str, ...]
     synthetic: bool                    # trained on the synthetic embedded default
     channels: tuple[str, ...]
@@ -89,7 +89,8 @@ class ModelInfo:
         counts = ", ".join(f"{c}: {n}" for c, n in self.class_counts.items()) or "unknown"
         missing = [c for c in GOES_CLASSES if c not in self.known_classes]
         cond = {"class": "GOES flare class", "flux": "log10 1-8 A X-ray flux",
-                "both": "X-ray flux and its GOES class"}[self.kind]
+                "both": "X-ray flux and its GOES class",
+                "class_latent": "GOES flare class (latent drawn from the class's training frames)"}[self.kind]
         lines = [f"**Model** `{self.path}`",
                  f"- trained on {data}: `{self.dataset}`, fold {self.fold} training split ({window}), "
                  f"{self.frames_used if self.frames_used is not None else '?'} frames",

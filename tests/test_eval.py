@@ -10,7 +10,8 @@ import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
 from eval import clusters, faithfulness, fid, fidelity, novelty
-from eval.features import SolarAutoencoder, TrainConfig, to_uint8_rgb, train_autoencoder
+from eval.features import to_uint8_rgb
+from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
 from eval.report import class_counts, draw_sets, load_npz, load_png_folder, max_set_size
 from solargen.cli import main
 from solargen.data.dataset import write_dataset
@@ -168,7 +169,7 @@ def test_autoencoder_round_trip_and_flux_regressor_reads_flux(tmp_path):
     rng = np.random.default_rng(5)
     letters, flux = letters_flux(160, rng, p=(0.34, 0.33, 0.33))
     frames = structured_frames(flux, rng)
-    cfg = TrainConfig(epochs=2, batch_size=32)
+    cfg = FitConfig(epochs=2, batch_size=32)
     ae, losses = train_autoencoder(frames, cfg, latent_dim=8)
     assert len(losses) == 2 and np.isfinite(losses).all()
     ae.save_pretrained(tmp_path / "ae")
@@ -177,7 +178,7 @@ def test_autoencoder_round_trip_and_flux_regressor_reads_flux(tmp_path):
     x = torch.from_numpy(frames[:4])
     assert torch.allclose(ae.encode(x), again.encode(x))
 
-    reg, _ = faithfulness.train_flux_regressor(frames, flux, TrainConfig(epochs=12, batch_size=32))
+    reg, _ = faithfulness.train_flux_regressor(frames, flux, FitConfig(epochs=12, batch_size=32))
     _, flux_gen = letters_flux(40, rng, p=(0.34, 0.33, 0.33))
     summary = faithfulness.faithfulness_summary(reg, structured_frames(flux_gen, rng), flux_gen,
                                                 frames[:40], flux[:40])

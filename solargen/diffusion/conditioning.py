@@ -4,6 +4,11 @@ kind = "class": an embedding table over A/B/C/M/X plus a last row for the null c
 kind = "flux":  log10 flux -> two linear layers (the reference paper's projection) to the
                 time-embedding width; a learned null vector stands for "no condition".
 kind = "both":  the sum of the two; the null condition nulls both (they are dropped together).
+kind = "class_latent": the class embedding plus a projection of a latent vector of the solar-domain
+                autoencoder (solargen/diffusion/autoencoder.py), the reference paper's third model;
+                a learned null vector stands for "no latent". The module keeps, per class, the mean
+                and a Cholesky factor of the training latents' (shrunk) covariance, so a latent can
+                be drawn for a requested class when the user gives none.
 
 The output is added to the UNet's time embedding (UNet2DModel with class_embed_type="identity"
 receives it as `class_labels`). Classifier-free guidance needs the null path: `null` marks rows
@@ -15,6 +20,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
@@ -22,7 +28,7 @@ from torch import nn
 
 from solargen.data.goes import GOES_CLASSES, check_flux, flux_to_letter
 
-KINDS = ("class", "flux", "both")
+KINDS = ("class", "flux", "both", "class_latent")
 
 
 class ConditioningError(ValueError):
@@ -35,26 +41,41 @@ class FlareConditioning(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, kind: str = "class", embed_dim: int = 128,
                  classes: Sequence[str] = GOES_CLASSES, known_classes: Sequence[str] = GOES_CLASSES,
-                 log_flux_center: float = -6.0, log_flux_scale: float = 2.0):
+                 log_flux_center: float = -6.0, log_flux_scale: float = 2.0, latent_dim: int = 0):
         super().__init__()
         if kind not in KINDS:
             raise ConditioningError(f"unknown conditioning kind {kind!r}; choose one of {KINDS}")
+        if (kind == "class_latent") != (latent_dim > 0):
+            raise ConditioningError(f"latent_dim must be > 0 exactly for kind 'class_latent' "
+                                    f"(got kind {kind!r}, latent_dim {latent_dim})")
         unknown = sorted(set(known_classes) - set(classes))
         if unknown:
             raise ConditioningError(f"known classes {unknown} are not in the class table {list(classes)}")
         self.class_embedding = (nn.Embedding(len(classes) + 1, embed_dim)
-                                if kind in ("class", "both") else None)
+                                if kind in ("class", "both", "class_latent") else None)
         if kind in ("flux", "both"):
             self.flux_projection = nn.Sequential(nn.Linear(1, embed_dim), nn.SiLU(),
                                                  nn.Linear(embed_dim, embed_dim))
             self.null_flux = nn.Parameter(torch.zeros(embed_dim))
         else:
             self.flux_projection, self.null_flux = None, None
+        if latent_dim:
+            self.latent_projection = nn.Sequential(nn.Linear(latent_dim, embed_dim), nn.SiLU(),
+                                                   nn.Linear(embed_dim, embed_dim))
+            self.null_latent = nn.Parameter(torch.zeros(embed_dim))
+            self.register_buffer("latent_mean", torch.zeros(len(classes), latent_dim))
+            self.register_buffer("latent_scale_tril", torch.eye(latent_dim).repeat(len(classes), 1, 1))
+        else:
+            self.latent_projection, self.null_latent = None, None
 
     # ------------------------------------------------------------------ conditions -> tensors
     @property
     def uses_class(self) -> bool:
-        return self.config.kind in ("class", "both")
+        return self.config.kind in ("class", "both", "class_latent")
+
+    @property
+    def uses_latent(self) -> bool:
+        return self.config.kind == "class_latent"
 
     @property
     def uses_flux(self) -> bool:
@@ -82,11 +103,12 @@ class FlareConditioning(ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ forward
     def forward(self, class_index: torch.Tensor | None = None, log_flux: torch.Tensor | None = None,
-                null: torch.Tensor | None = None) -> torch.Tensor:
-        """(B,) class indices and/or (B,) log10 fluxes, (B,) bool null mask -> (B, embed_dim).
+                null: torch.Tensor | None = None, latent: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) class indices and/or (B,) log10 fluxes and/or (B, latent_dim) latents, (B,) bool
+        null mask -> (B, embed_dim).
 
         Rows with null=True get the null embedding whatever their inputs hold."""
-        batch = _batch_size(class_index, log_flux, null)
+        batch = _batch_size(class_index, log_flux, null, latent)
         null = (torch.zeros(batch, dtype=torch.bool, device=self.device) if null is None
                 else null.to(self.device, torch.bool))
         out = torch.zeros(batch, self.config.embed_dim, device=self.device, dtype=self.dtype)
@@ -103,14 +125,45 @@ class FlareConditioning(ModelMixin, ConfigMixin):
             projected = self.flux_projection(x[:, None])
             # torch.where keeps null_flux in the graph every step (DDP needs every parameter used).
             out = out + torch.where(null[:, None], self.null_flux.expand_as(projected), projected)
+        if self.uses_latent:
+            if latent is None:
+                raise ConditioningError("this model is conditioned on a domain latent: pass latent")
+            if latent.shape[-1] != self.config.latent_dim:
+                raise ConditioningError(f"latents must have {self.config.latent_dim} values, got "
+                                        f"shape {tuple(latent.shape)}")
+            z = torch.where(null[:, None], torch.zeros_like(latent), latent).to(self.device, self.dtype)
+            projected = self.latent_projection(z)
+            out = out + torch.where(null[:, None], self.null_latent.expand_as(projected), projected)
         return out
+
+    def set_latent_distribution(self, class_index: torch.Tensor, latents: torch.Tensor) -> None:
+        """Per-class mean and Cholesky factor of training latents (Ledoit-Wolf shrunk covariance,
+        well defined for rare classes too; a class with one frame gets the pooled covariance)."""
+        from sklearn.covariance import LedoitWolf
+        z = latents.double().cpu().numpy()
+        pooled = LedoitWolf().fit(z).covariance_
+        for c in torch.unique(class_index).tolist():
+            zc = z[(class_index == c).cpu().numpy()]
+            cov = LedoitWolf().fit(zc).covariance_ if len(zc) > 1 else pooled
+            cov = cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov))
+            self.latent_mean[c] = torch.as_tensor(zc.mean(axis=0), dtype=self.latent_mean.dtype)
+            self.latent_scale_tril[c] = torch.as_tensor(np.linalg.cholesky(cov), dtype=self.latent_mean.dtype)
+
+    def draw_latents(self, class_index: torch.Tensor, standard_normal: torch.Tensor) -> torch.Tensor:
+        """Latents of the given classes from their training Gaussians: mean + L @ eps."""
+        mean = self.latent_mean[class_index]
+        tril = self.latent_scale_tril[class_index]
+        eps = standard_normal.to(mean.device, mean.dtype)
+        return mean + (tril @ eps[..., None])[..., 0]
 
     def null_embedding(self, batch: int) -> torch.Tensor:
         """The unconditional embedding, repeated for a batch."""
         null = torch.ones(batch, dtype=torch.bool, device=self.device)
         dummy_class = torch.zeros(batch, dtype=torch.long, device=self.device)
         dummy_flux = torch.zeros(batch, dtype=torch.float32, device=self.device)
-        return self(dummy_class if self.uses_class else None, dummy_flux if self.uses_flux else None, null)
+        dummy_latent = torch.zeros(batch, self.config.latent_dim, device=self.device)
+        return self(dummy_class if self.uses_class else None, dummy_flux if self.uses_flux else None, null,
+                    dummy_latent if self.uses_latent else None)
 
 
 def _batch_size(*tensors: torch.Tensor | None) -> int:
@@ -127,7 +180,7 @@ def encode_labels(conditioning: FlareConditioning, flare_class: Sequence[str] | 
     class model: flare_class required. flux model: goes_flux required. both: goes_flux required;
     the class letter follows from the flux, and a flare_class given too must agree with it."""
     kind = conditioning.config.kind
-    if kind == "class":
+    if kind in ("class", "class_latent"):
         if goes_flux is not None:
             raise ConditioningError("this model is conditioned on flare class only; pass flare_class, "
                                     "not goes_flux")

@@ -29,6 +29,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from solargen.data.dataset import Normalisation
 from solargen.data.goes import flux_to_letter
+from solargen.diffusion.autoencoder import SolarAutoencoder
 from solargen.diffusion.conditioning import ConditioningError, FlareConditioning, encode_labels
 
 PIPELINE_FORMAT = "solargen-pipeline"
@@ -122,11 +123,13 @@ class SolarDiffusionPipeline(DiffusionPipeline):
     """Class- and/or flux-conditioned DDPM on full-disk solar images, with classifier-free guidance."""
 
     model_cpu_offload_seq = "conditioning->unet"
+    _optional_components = ["latent_encoder"]
 
     def __init__(self, unet: UNet2DModel, conditioning: FlareConditioning, scheduler: SchedulerMixin,
-                 metadata: dict | None = None):
+                 latent_encoder: SolarAutoencoder | None = None, metadata: dict | None = None):
         super().__init__()
-        self.register_modules(unet=unet, conditioning=conditioning, scheduler=scheduler)
+        self.register_modules(unet=unet, conditioning=conditioning, scheduler=scheduler,
+                              latent_encoder=latent_encoder)
         self.register_to_config(metadata=metadata or {})
 
     # ------------------------------------------------------------------ metadata
@@ -172,10 +175,16 @@ class SolarDiffusionPipeline(DiffusionPipeline):
                  guidance_scale: float = 1.0, num_inference_steps: int | None = None,
                  sampler: str | None = None,
                  generator: torch.Generator | list[torch.Generator] | None = None,
-                 output_type: str = "np", return_dict: bool = True) -> SolarPipelineOutput | tuple:
+                 output_type: str = "np", return_dict: bool = True,
+                 latent: np.ndarray | torch.Tensor | None = None,
+                 reference_frames: np.ndarray | torch.Tensor | None = None) -> SolarPipelineOutput | tuple:
         """Sample one image per condition (or `batch_size` unconditional images when no condition
         is given). `sampler` (a name in SAMPLERS) swaps the scheduler for this call; default is the
-        pipeline's own. Guidance scale 1 is the plain conditional model."""
+        pipeline's own. Guidance scale 1 is the plain conditional model.
+
+        A class+latent model also takes `latent` (N, latent_dim), or `reference_frames`
+        (N, C, H, W) in [-1, 1] whose latents its autoencoder computes; with neither, each image's
+        latent is drawn from its class's training distribution (with that image's generator)."""
         flare_class = _as_list(flare_class, "flare_class")
         goes_flux = _as_list(goes_flux, "goes_flux")
         scheduler = make_scheduler(sampler, self.scheduler.config) if sampler else self.scheduler
@@ -196,7 +205,8 @@ class SolarDiffusionPipeline(DiffusionPipeline):
             n = len(class_index if class_index is not None else log_flux)
             if batch_size is not None and batch_size != n:
                 raise PipelineError(f"batch_size {batch_size} but {n} conditions were given")
-            cond = self.conditioning(class_index, log_flux)
+            latents = self._latents(class_index, latent, reference_frames, generator)
+            cond = self.conditioning(class_index, log_flux, latent=latents)
             null = self.conditioning.null_embedding(n) if guidance_scale != 1.0 else None
         if isinstance(generator, list) and len(generator) != n:
             raise PipelineError(f"{len(generator)} generators for {n} images")
@@ -229,6 +239,31 @@ class SolarDiffusionPipeline(DiffusionPipeline):
         out = SolarPipelineOutput(images=images, normalised=normalised.cpu().numpy(),
                                   flare_class=labels, goes_flux=fluxes)
         return out if return_dict else (images,)
+
+    def _latents(self, class_index: torch.Tensor, latent: Any, reference_frames: Any,
+                 generator: torch.Generator | list[torch.Generator] | None) -> torch.Tensor | None:
+        if not self.conditioning.uses_latent:
+            if latent is not None or reference_frames is not None:
+                raise PipelineError(f"this {self.kind} model takes no latent or reference frames")
+            return None
+        if latent is not None and reference_frames is not None:
+            raise PipelineError("give latent or reference_frames, not both")
+        dim, n = self.conditioning.config.latent_dim, len(class_index)
+        if reference_frames is not None:
+            if self.latent_encoder is None:
+                raise PipelineError("this pipeline has no latent encoder to read reference frames")
+            frames = torch.as_tensor(np.asarray(reference_frames, dtype=np.float32))
+            if frames.ndim != 4 or len(frames) != n or not torch.isfinite(frames).all():
+                raise PipelineError(f"reference_frames must be {n} finite (C, H, W) frames, got shape "
+                                    f"{tuple(frames.shape)}")
+            latent = self.latent_encoder.encode(frames.to(self.latent_encoder.device))
+        if latent is not None:
+            latent = torch.as_tensor(latent, dtype=torch.float32)
+            if latent.shape != (n, dim) or not torch.isfinite(latent).all():
+                raise PipelineError(f"latent must be {n} x {dim} finite values, got shape {tuple(latent.shape)}")
+            return latent.to(self._execution_device)
+        eps = randn_tensor((n, dim), generator=generator, device=self._execution_device, dtype=torch.float32)
+        return self.conditioning.draw_latents(class_index, eps)
 
     def to_brightness(self, normalised: np.ndarray) -> np.ndarray:
         """[-1, 1] -> the training data's brightness units (its meta.json normalisation)."""

@@ -111,7 +111,7 @@ def proportional_conditions(pipeline: SolarDiffusionPipeline, dataset_dir: str |
     meta = pipeline.metadata
     column = meta.get("label_column", "goes_class")
     known = pipeline.known_classes
-    if pipeline.kind == "class":
+    if not pipeline.conditioning.uses_flux:
         if column not in ds.labels:
             raise PipelineError(f"{ds.root}: labels have no {column!r} column (the model's label rule)")
         letters = ds.labels[column].dropna().astype(str).to_numpy()
@@ -134,7 +134,7 @@ def proportional_conditions(pipeline: SolarDiffusionPipeline, dataset_dir: str |
 def grid_conditions(pipeline: SolarDiffusionPipeline, per_class: int) -> dict[str, list]:
     """`per_class` images of every known class; flux models use the class's median training flux."""
     classes = pipeline.known_classes
-    if pipeline.kind == "class":
+    if not pipeline.conditioning.uses_flux:
         return {"flare_class": [c for c in classes for _ in range(per_class)]}
     quantiles = pipeline.metadata["flux_quantiles"]
     median = {c: float(10 ** quantiles[c][len(quantiles[c]) // 2]) for c in classes}
@@ -142,7 +142,7 @@ def grid_conditions(pipeline: SolarDiffusionPipeline, per_class: int) -> dict[st
 
 
 def _class_plan(pipeline: SolarDiffusionPipeline, counts: dict[str, int], seed: int) -> dict[str, list]:
-    if pipeline.kind == "class":
+    if not pipeline.conditioning.uses_flux:
         return {"flare_class": [c for c, k in counts.items() for _ in range(k)]}
     rng = np.random.default_rng(seed)
     return {"goes_flux": [f for c, k in counts.items() for f in _fluxes_for_class(pipeline, c, k, rng)]}

@@ -38,6 +38,7 @@ from solargen import io
 from solargen.data.dataset import load_dataset
 from solargen.data.goes import GOES_CLASSES, letters_from_flux
 from solargen.data.splits import fold_indices, load_folds
+from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
 from solargen.diffusion.conditioning import KINDS, FlareConditioning
 from solargen.diffusion.loss import DiffusionObjective, ObjectiveConfig, noise_scheduler
 from solargen.diffusion.pipeline import (PIPELINE_FORMAT, SAMPLERS,
@@ -78,6 +79,8 @@ class TrainConfig:
     ema_power: float = 0.75            # EMA warm-up (diffusers EMAModel): decay grows with steps
     mixed_precision: str = "auto"      # auto (bf16 on a GPU that has it) | no | bf16 | fp16
     balanced_sampling: bool = False    # draw every class equally often
+    latent_dim: int = 32               # class_latent: width of the domain-autoencoder latent
+    latent_epochs: int = 10            # class_latent: autoencoder training epochs
     channels_last: bool = False        # NHWC memory format (faster convolutions on GPUs)
     compile: bool = False              # torch.compile the UNet (worth it for long GPU runs)
     data_on_device: bool = False       # keep the training frames on the accelerator
@@ -173,6 +176,8 @@ class TrainingData:
     log_flux: torch.Tensor          # (N,) float32 (NaN for a class-only model)
     letters: np.ndarray             # (N,) str
     summary: dict[str, Any]
+    latent: torch.Tensor | None = None   # (N, latent_dim) for a class_latent model
+    latent_encoder: SolarAutoencoder | None = None
 
 
 def load_training_data(cfg: RunConfig) -> tuple[TrainingData, Any]:
@@ -181,7 +186,8 @@ def load_training_data(cfg: RunConfig) -> tuple[TrainingData, Any]:
     fold = load_folds(cfg.data.folds).get(cfg.data.fold)
     train_idx = fold_indices(ds.times, fold)["train"]
     labels = ds.labels.iloc[train_idx]
-    kind = cfg.train.conditioning
+    # the labels a model needs: a class+latent model is a class model here (latents come later)
+    kind = "class" if cfg.train.conditioning == "class_latent" else cfg.train.conditioning
     needed = [cfg.data.label_column] if kind == "class" else (
         [flux_column(cfg.data.label_column)] + ([cfg.data.label_column] if kind == "both" else []))
     for column in needed:
@@ -279,16 +285,38 @@ class Denoiser(nn.Module):
         self.unet, self.conditioning = unet, conditioning
 
     def forward(self, noisy: torch.Tensor, t: torch.Tensor, class_index: torch.Tensor | None,
-                log_flux: torch.Tensor | None, null: torch.Tensor) -> torch.Tensor:
-        emb = self.conditioning(class_index, log_flux, null)
+                log_flux: torch.Tensor | None, null: torch.Tensor,
+                latent: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.conditioning(class_index, log_flux, null, latent)
         return self.unet(noisy, t, class_labels=emb).sample
 
 
 def build_models(cfg: RunConfig, known_classes: list[str]) -> Denoiser:
     unet = build_unet(cfg.model)
+    latent_dim = cfg.train.latent_dim if cfg.train.conditioning == "class_latent" else 0
     conditioning = FlareConditioning(kind=cfg.train.conditioning, embed_dim=time_embed_dim(unet),
-                                     classes=GOES_CLASSES, known_classes=known_classes)
+                                     classes=GOES_CLASSES, known_classes=known_classes,
+                                     latent_dim=latent_dim)
     return Denoiser(unet, conditioning)
+
+
+def fit_latent_encoder(cfg: RunConfig, data: TrainingData, directory: Path,
+                       main: bool) -> tuple[SolarAutoencoder, torch.Tensor]:
+    """The domain autoencoder of a class_latent model, trained on the training frames only (kept in
+    the run directory, so a resumed run reuses it), and the latents of those frames."""
+    if (directory / "config.json").is_file():
+        encoder = SolarAutoencoder.from_pretrained(directory)
+    else:
+        encoder, _ = train_autoencoder(data.frames.float().numpy(),
+                                       FitConfig(epochs=cfg.train.latent_epochs, seed=cfg.seed),
+                                       latent_dim=cfg.train.latent_dim)
+        if main:
+            save_pretrained_atomic(encoder, directory)
+    encoder.eval()
+    with torch.no_grad():
+        latents = torch.cat([encoder.encode(data.frames[i:i + 256].float())
+                             for i in range(0, len(data.frames), 256)])
+    return encoder, latents.float()
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -360,8 +388,13 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
               f"excluded: {excluded or 'none'}; classes {summary['class_counts']}")
         io.write_json(out / "data_summary.json", summary)
 
+    if t.conditioning == "class_latent":
+        data.latent_encoder, data.latent = fit_latent_encoder(cfg, data, out / "latent_encoder", main)
+        accelerator.wait_for_everyone()
     set_seed(cfg.seed)
     model = build_models(cfg, known)
+    if data.latent is not None:
+        model.conditioning.set_latent_distribution(data.class_index, data.latent)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     objective = DiffusionObjective(cfg.objective)
@@ -410,7 +443,8 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
         x0, noise, timesteps, null = x0.to(dev), noise.to(dev), timesteps.to(dev), null.to(dev)
         noisy = objective.add_noise(x0, noise, timesteps).contiguous(memory_format=memory_format)
         with accelerator.autocast():
-            pred = model(noisy, timesteps, data.class_index[idx].to(dev), data.log_flux[idx].to(dev), null)
+            pred = model(noisy, timesteps, data.class_index[idx].to(dev), data.log_flux[idx].to(dev), null,
+                         None if data.latent is None else data.latent[idx].to(dev))
         loss = objective.loss(pred, x0, noise, timesteps)
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
@@ -444,8 +478,8 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
     pipeline_dir = None
     if main:
         with _ema_weights(ema, unwrapped):
-            pipeline = _make_pipeline(cfg, unwrapped, summary, ds.meta, elapsed, accelerator)
-            pipeline_dir = save_pipeline_atomic(pipeline, out / "pipeline")
+            pipeline = _make_pipeline(cfg, unwrapped, data, ds.meta, elapsed, accelerator)
+            pipeline_dir = save_pretrained_atomic(pipeline, out / "pipeline")
         _plot_losses(out / "log.csv", out / "loss.png", cfg.objective)
         print(f"saved pipeline (EMA weights) to {pipeline_dir}")
     accelerator.wait_for_everyone()
@@ -528,7 +562,7 @@ def _metadata(cfg: RunConfig, summary: dict, dataset_meta: dict, extra: dict | N
     }
 
 
-def _make_pipeline(cfg: RunConfig, model: Denoiser, summary: dict, dataset_meta: dict,
+def _make_pipeline(cfg: RunConfig, model: Denoiser, data: TrainingData, dataset_meta: dict,
                    elapsed: float | None = None, accelerator=None) -> SolarDiffusionPipeline:
     extra = {"provenance": io.provenance()}
     if elapsed is not None:
@@ -536,11 +570,12 @@ def _make_pipeline(cfg: RunConfig, model: Denoiser, summary: dict, dataset_meta:
         extra["device"] = str(accelerator.device) if accelerator else "cpu"
     return SolarDiffusionPipeline(unet=model.unet, conditioning=model.conditioning,
                                   scheduler=noise_scheduler(cfg.objective),
-                                  metadata=_metadata(cfg, summary, dataset_meta, extra))
+                                  latent_encoder=data.latent_encoder,
+                                  metadata=_metadata(cfg, data.summary, dataset_meta, extra))
 
 
-def save_pipeline_atomic(pipeline: SolarDiffusionPipeline, target: Path) -> Path:
-    """save_pretrained into a temporary sibling, then swap it into place."""
+def save_pretrained_atomic(pipeline: Any, target: Path) -> Path:
+    """save_pretrained (a pipeline or a model) into a temporary sibling, then swap it into place."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -566,7 +601,7 @@ def _sample_grid(cfg: RunConfig, model: Denoiser, data: TrainingData, dataset_me
     from solargen.diffusion.sample import grid_conditions, grid_labels, save_grid, sample_set
     was_training = model.training
     model.eval()
-    pipeline = _make_pipeline(cfg, model, data.summary, dataset_meta)
+    pipeline = _make_pipeline(cfg, model, data, dataset_meta)
     pipeline.set_progress_bar_config(disable=True)
     conditions = grid_conditions(pipeline, cfg.train.samples_per_class)
     result = sample_set(pipeline, seed=cfg.seed, batch_size=cfg.train.batch_size,

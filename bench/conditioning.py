@@ -1,0 +1,186 @@
+"""Is the conditioning visible? Train one model per conditioning kind, sample class- and
+flux-balanced sets, and read them back with networks trained on real frames only.
+
+    python bench/conditioning.py models --bundle .gpu_bundle/aia171-f1-64 --work runs/cond \
+        --kinds class_latent flux both --steps 500          # the part worth a GPU
+    python bench/conditioning.py score --bundle .gpu_bundle/aia171-f1-64 --work runs/cond \
+        --model class=runs/gpu/pipeline --results docs/results/<date>-conditioning
+
+`models` trains each kind with the project trainer (configs/ddpm-64-class-gpu.yaml unless --config,
+compile off) and draws, per model, --per-class images of every known class with DPM-Solver++
+(class and class+latent models: the class is requested; flux and class+flux models: fluxes
+log-uniform over each class's training decade). Writes samples-<kind>.npz and pipeline-<kind>.tar.
+
+`score` trains the fidelity classifier (GOES class) and the flux regressor on the bundle's real
+training frames, then reports per model how often the classifier returns the requested class
+(against chance = 1 / number of classes, and against its recall on real frames of the same
+classes), and for flux models the Spearman correlation between requested and read flux.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from solargen import io  # noqa: E402
+from solargen.data.dataset import load_dataset  # noqa: E402
+from solargen.data.goes import GOES_CLASSES  # noqa: E402
+
+DECADE = {c: -8.0 + i for i, c in enumerate(GOES_CLASSES)}   # log10 flux at the bottom of a class
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def requested_conditions(pipe, per_class: int, seed: int) -> dict[str, list]:
+    """per_class images of each known class; flux models get fluxes log-uniform in the decade."""
+    classes = pipe.known_classes
+    if not pipe.conditioning.uses_flux:
+        return {"flare_class": [c for c in classes for _ in range(per_class)]}
+    rng = np.random.default_rng(seed)
+    return {"goes_flux": [float(10 ** (DECADE[c] + rng.uniform(0.0, 0.999)))
+                          for c in classes for _ in range(per_class)]}
+
+
+def draw(pipe, per_class: int, steps: int, batch: int, device: torch.device) -> dict[str, np.ndarray]:
+    from solargen.data.goes import letters_from_flux
+    from solargen.diffusion.sample import sample_set
+    conditions = requested_conditions(pipe, per_class, seed=0)
+    with _autocast(device):
+        out = sample_set(pipe, seed=0, batch_size=batch, sampler="dpm", num_inference_steps=steps,
+                         progress=False, **conditions)
+    flux = np.asarray(conditions.get("goes_flux", [np.nan] * len(out["images"])), dtype=float)
+    letters = (np.asarray(conditions["flare_class"]) if "flare_class" in conditions
+               else letters_from_flux(flux).astype(str))
+    return {"images": np.round((out["images"] + 1) * 127.5).clip(0, 255).astype(np.uint8),
+            "flare_class": letters.astype(str), "goes_flux": flux}
+
+
+def models(args: argparse.Namespace) -> None:
+    from solargen.diffusion.pipeline import SolarDiffusionPipeline
+    from solargen.diffusion.train import load_config, train
+    work, scratch = Path(args.work), Path(args.scratch or Path(args.work) / "scratch")
+    work.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    record = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+              "command": io.command_line(), "models": {}}
+    for kind in args.kinds:
+        cfg = load_config(args.config, [f"data.dataset={args.bundle}", f"train.conditioning={kind}",
+                                        f"train.max_steps={args.steps}", "train.compile=false",
+                                        f"output_dir={scratch / kind}", *args.set])
+        tic = time.perf_counter()
+        result = train(cfg, progress=False)
+        seconds = time.perf_counter() - tic
+        pipe = SolarDiffusionPipeline.from_pretrained(result.pipeline_dir).to(device)
+        pipe.set_progress_bar_config(disable=True)
+        samples = draw(pipe, args.per_class, args.sample_steps, args.batch, device)
+        with io.atomic_path(work / f"samples-{kind}.npz") as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **samples)
+        half = scratch / f"{kind}-fp16"
+        SolarDiffusionPipeline.from_pretrained(result.pipeline_dir, torch_dtype=torch.float16).save_pretrained(half)
+        with io.atomic_path(work / f"pipeline-{kind}.tar") as tmp, tarfile.open(tmp, "w") as tar:
+            tar.add(half, arcname="pipeline")
+        record["models"][kind] = {"steps": args.steps, "batch_size": cfg.train.batch_size,
+                                  "train_seconds": round(seconds, 1), "final_loss": result.losses[max(result.losses)],
+                                  "samples": len(samples["images"]), "sampler": f"dpm:{args.sample_steps}"}
+        io.write_json(work / "models.json", record)
+        print(f"[conditioning] {kind}: {args.steps} steps in {seconds:.0f} s; "
+              f"{len(samples['images'])} samples", flush=True)
+
+
+def score(args: argparse.Namespace) -> dict:
+    from scipy.stats import spearmanr
+
+    from eval.faithfulness import read_log_flux, train_flux_regressor
+    from eval.fidelity import classify, train_classifier
+    from solargen.diffusion.autoencoder import FitConfig
+    from solargen.diffusion.pipeline import SolarDiffusionPipeline
+
+    work, results = Path(args.work), Path(args.results)
+    ds = load_dataset(args.bundle)
+    frames = np.asarray(ds.frames, dtype=np.float32)
+    letters = ds.labels["goes_class"].fillna("").astype(str).to_numpy()
+    flux = ds.labels["goes_flux"].to_numpy(dtype=float)
+    keep = (letters != "") & np.isfinite(flux) & (flux > 0)
+    # Train on the first 80 % of the window, check on the last 20 % (time-ordered, real frames only).
+    cut = int(0.8 * keep.sum())
+    idx = np.flatnonzero(keep)
+    fit, held = idx[:cut], idx[cut:]
+    names = [c for c in GOES_CLASSES if (letters[fit] == c).any()]
+    fit_cfg = FitConfig(epochs=args.epochs, seed=0)
+    classifier, _ = train_classifier(frames[fit], letters[fit], names, fit_cfg)
+    regressor, _ = train_flux_regressor(frames[fit], flux[fit], fit_cfg)
+    real_pred = np.asarray(classify(classifier, frames[held]))
+    real_recall = {c: float(np.mean(real_pred[letters[held] == c] == c))
+                   for c in names if (letters[held] == c).any()}
+    real_rho = float(spearmanr(np.log10(flux[held]), read_log_flux(regressor, frames[held])).statistic)
+
+    sets = {kind: dict(np.load(work / f"samples-{kind}.npz")) for kind in
+            [p.stem.removeprefix("samples-") for p in sorted(work.glob("samples-*.npz"))]}
+    for spec in args.model:                     # kind=pipeline_dir: sample here (e.g. the GPU class model)
+        kind, _, path = spec.partition("=")
+        pipe = SolarDiffusionPipeline.from_pretrained(path, torch_dtype=torch.float32)
+        pipe.set_progress_bar_config(disable=True)
+        sets[kind] = draw(pipe, args.per_class, args.sample_steps, 16, torch.device("cpu"))
+    out = {"data": ds.describe(), "synthetic": ds.synthetic, "classifier_classes": names,
+           "n_fit": int(len(fit)), "n_held_out_real": int(len(held)),
+           "real_recall_per_class": real_recall, "real_spearman": real_rho,
+           "chance": 1.0 / len(names), "models": {}}
+    for kind, s in sets.items():
+        gen = s["images"].astype(np.float32) / 127.5 - 1.0
+        pred = np.asarray(classify(classifier, gen))
+        asked = s["flare_class"].astype(str)
+        per_class = {c: float(np.mean(pred[asked == c] == c)) for c in names if (asked == c).any()}
+        m = {"n": int(len(gen)), "agreement": float(np.mean(pred == asked)),
+             "agreement_per_class": per_class,
+             "read_as": {c: {r: int(np.sum(pred[asked == c] == r)) for r in names} for c in per_class}}
+        if np.isfinite(s["goes_flux"]).all():
+            read = read_log_flux(regressor, gen)
+            m["spearman_flux"] = float(spearmanr(np.log10(s["goes_flux"]), read).statistic)
+        out["models"][kind] = m
+        print(f"[conditioning] {kind}: requested class read back {m['agreement']:.2f} "
+              f"(chance {out['chance']:.2f})" + (f", flux rho {m['spearman_flux']:.2f}"
+                                                  if "spearman_flux" in m else ""), flush=True)
+    results.mkdir(parents=True, exist_ok=True)
+    io.write_json(results / "conditioning.json", out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="phase", required=True)
+    m = sub.add_parser("models", help="train one model per kind and sample balanced sets")
+    m.add_argument("--bundle", required=True)
+    m.add_argument("--work", required=True)
+    m.add_argument("--scratch")
+    m.add_argument("--config", default="configs/ddpm-64-class-gpu.yaml")
+    m.add_argument("--kinds", nargs="+", default=["class_latent", "flux", "both"])
+    m.add_argument("--steps", type=int, default=500)
+    m.add_argument("--set", nargs="*", default=[])
+    m.add_argument("--per-class", type=int, default=100)
+    m.add_argument("--sample-steps", type=int, default=20)
+    m.add_argument("--batch", type=int, default=500)
+    s = sub.add_parser("score", help="read the samples back with real-trained networks")
+    s.add_argument("--bundle", required=True)
+    s.add_argument("--work", required=True)
+    s.add_argument("--results", required=True)
+    s.add_argument("--model", nargs="*", default=[], help="kind=pipeline_dir, sampled here")
+    s.add_argument("--per-class", type=int, default=100)
+    s.add_argument("--sample-steps", type=int, default=20)
+    s.add_argument("--epochs", type=int, default=10)
+    args = parser.parse_args(argv)
+    models(args) if args.phase == "models" else score(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
