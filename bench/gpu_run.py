@@ -40,6 +40,7 @@ from solargen.data.splits import fold_indices, load_folds  # noqa: E402
 
 # A sampler spec is "<name>:<steps>", e.g. dpm:20 or ddpm:250.
 DEFAULT_SAMPLERS = ("dpm:20", "ddpm:250", "unipc:20", "dpm-karras:20", "ddim:50", "ddpm:1000")
+SATURATED = 250 / 127.5 - 1.0      # a pixel at >= 250 of 255: saturated in the 8-bit browse scale
 TARGETS = {"train_img_per_s": 5000, "dpm20_img_per_s": 2000, "dpm20_vs_ddpm_fid_ratio": 1.10,
            "fid_vs_floor_ratio": 3.0}
 
@@ -143,7 +144,10 @@ def run(args: argparse.Namespace) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = load_config(args.config, [f"data.dataset={args.bundle}", *args.set])
-    info = {"device": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
+    info = {"command": io.command_line(),
+            "git_commit": os.environ.get("SOLARGEN_GIT_COMMIT") or io.git_commit(),  # a device copy has no .git
+            "samplers_requested": list(args.samplers),
+            "device": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or "cpu",
             "torch": torch.__version__, "python": platform.python_version(), "config": args.config,
             "overrides": args.set, "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     print(f"[gpu_run] {info['device']}, torch {torch.__version__}", flush=True)
@@ -247,13 +251,17 @@ def run(args: argparse.Namespace) -> dict:
 
 # ----------------------------------------------------------------------------- score
 
-def score(args: argparse.Namespace) -> dict:
+def main_score(work: Path, results: Path, bundle: str | None = None, encoder_epochs: int = 10,
+               inception: bool = True, reuse: bool = False) -> dict:
+    """FID of every sampler's sets in `work` (written by `run`); summary.json, figures, README.
+    `reuse`: take the FIDs from an earlier score's fid.json (re-render only)."""
     from eval import fid
-    from eval.features import DomainExtractor, InceptionExtractor, TrainConfig, train_autoencoder
+    from eval.features import DomainExtractor, InceptionExtractor
+    from solargen.diffusion.autoencoder import FitConfig, train_autoencoder
 
-    work, results = Path(args.work), Path(args.results)
+    work, results = Path(work), Path(results)
     info = io.read_json(work / "run.json")
-    ds = load_dataset(args.bundle or info["bundle"])
+    ds = load_dataset(bundle or info["bundle"])
     column = info["train"]["run_config"]["data"]["label_column"]
     letters = ds.labels[column].fillna("").astype(str).to_numpy()
     pool = np.flatnonzero(letters != "")
@@ -273,11 +281,16 @@ def score(args: argparse.Namespace) -> dict:
             generated[spec] = {"images": z["images"].astype(np.float32) / 127.5 - 1.0,
                                "flare_class": z["flare_class"]}
 
-    encoder, losses = train_autoencoder(train_frames, TrainConfig(epochs=args.encoder_epochs))
-    spaces = {"domain": DomainExtractor(encoder)}
-    if not args.no_inception:
-        spaces["inception"] = InceptionExtractor(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    fids: dict[str, dict] = {}
+    if reuse and (results / "fid.json").is_file():      # re-render from the stored FIDs
+        fids, losses = io.read_json(results / "fid.json"), io.read_json(results / "summary.json")[
+            "domain_encoder_losses"]
+        spaces = {}
+    else:
+        encoder, losses = train_autoencoder(train_frames, FitConfig(epochs=encoder_epochs))
+        spaces = {"domain": DomainExtractor(encoder)}
+        if inception:
+            spaces["inception"] = InceptionExtractor(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        fids: dict[str, dict] = {}
     for space, extract in spaces.items():
         f_ref, f_floor = extract(ref), extract(floor)
         fids[space] = {spec: fid.fid_summary(f_ref, [extract(s) for s in g["images"]], f_floor, space)
@@ -287,6 +300,10 @@ def score(args: argparse.Namespace) -> dict:
 
     results.mkdir(parents=True, exist_ok=True)
     summary = _summary(info, fids, losses)
+    summary["saturated_fraction"] = {"real": float(np.mean(ref >= SATURATED)),
+                                     **{k: float(np.mean(g["images"] >= SATURATED)) for k, g in generated.items()}}
+    if (work / "speed.json").is_file():     # from a later `speed` call on the same model
+        summary["sampling_speed_detail"] = io.read_json(work / "speed.json")["rows"]
     summary["data"] = {"dataset": str(ds.root), "description": ds.describe(), "synthetic": ds.synthetic,
                        "label_column": column}
     io.write_json(results / "summary.json", summary)
@@ -316,11 +333,15 @@ def _summary(info: dict, fids: dict, encoder_losses: list[float]) -> dict:
            "speed_features": {k: t["run_config"]["train"][k] for k in
                               ("compile", "channels_last", "data_on_device", "mixed_precision")},
            "compile_error": info.get("compile_error"),
-           "sampling_img_per_s": info["sampling_img_per_s"], "sampling_batch": info["sampling_batch"],
+           "sampling_img_per_s": info.get("sampling_img_per_s", {}), "sampling_batch": info.get("sampling_batch"),
            "n_per_set": info["sets"]["n"], "n_sets": info["sets"]["n_sets"],
            "fid_inception": means("inception"), "fid_floor_inception": floor("inception"),
            "fid_domain": means("domain"), "fid_floor_domain": floor("domain"),
-           "domain_encoder_final_loss": encoder_losses[-1], "targets": TARGETS}
+           "domain_encoder_losses": encoder_losses, "targets": TARGETS,
+           "samplers_requested": info.get("samplers_requested"),
+           "samplers_missing": [k for k in info.get("samplers_requested") or [] if k not in fids.get("domain", {})],
+           "objective": t["run_config"]["objective"], "model_size": t["run_config"]["model"]["size"],
+           "final_loss": t["final_loss"]}
     checks = {"train_img_per_s": out["train_img_per_s"] >= TARGETS["train_img_per_s"]}
     if "dpm:20" in out["sampling_img_per_s"]:
         checks["dpm20_img_per_s"] = out["sampling_img_per_s"]["dpm:20"] >= TARGETS["dpm20_img_per_s"]
@@ -347,7 +368,7 @@ def render_readme(s: dict) -> str:
     d = s["data"]
     what = ("SYNTHETIC frames (a smoke run: not a solar result)" if d["synthetic"]
             else "real frames")
-    lines = [f"# One-GPU run: {s['device']}", "",
+    lines = [f"# Generator run on {s['device']}", "",
              f"Made by `bench/gpu_run.sh` (commands in command.txt). A class-conditioned model trained on "
              f"{what}: {d['description']} (the training window of one fold, labels `{d['label_column']}`). "
              "Every number below is read from summary.json.", "",
@@ -359,6 +380,10 @@ def render_readme(s: dict) -> str:
              f"- {s['train_steps']} steps = {s['epochs']:.0f} epochs in {s['train_minutes']:.1f} minutes."]
     for spec, rate in s["sampling_img_per_s"].items():
         lines.append(f"- Sampling {spec}: {rate:.0f} img/s (batch {s['sampling_batch']}, guidance 1).")
+    for row in s.get("sampling_speed_detail", []):
+        lines.append(f"- Sampling {row['sampler']} ({'compiled' if row['compile'] else 'eager'}, batch {row['batch']}, "
+                     f"x0 thresholding {'on' if row['thresholding'] else 'off'}; a later `speed` call): "
+                     f"{row['img_per_s']:.0f} img/s.")
     if "dpm20_img_per_s" in c:
         lines.append(f"- DPM-20 target {s['targets']['dpm20_img_per_s']} img/s: {yes(c['dpm20_img_per_s'])}.")
     if s.get("compile_error"):
@@ -374,12 +399,24 @@ def render_readme(s: dict) -> str:
     fi, fd = s["fid_floor_inception"], s["fid_floor_domain"]
     lines.append(f"| real-vs-real floor | {'-' if fi is None else f'{fi:.2f}'} | {'-' if fd is None else f'{fd:.3f}'} |")
     lines.append("")
-    for key, value in s.items():
-        if key.startswith("dpm20_vs_"):
-            lines.append(f"- FID ratio {key.replace('_', ' ')}: {value:.2f}.")
-    for key, ok in c.items():
-        if key.startswith(("dpm20_within", "best_within")):
-            lines.append(f"- {key.replace('_', ' ')}: {yes(ok)}.")
+    for space in ("inception", "domain"):
+        for key, value in s.items():
+            if key.startswith("dpm20_vs_") and key.endswith(space):
+                ref = key.split("_")[2]
+                ok = c[f"dpm20_within_10pct_of_{ref}_{space}"]
+                lines.append(f"- {space} FID of DPM-20 / {ref}: {value:.2f} (target <= "
+                             f"{s['targets']['dpm20_vs_ddpm_fid_ratio']:.2f}: {yes(ok)}).")
+        if f"best_within_3x_floor_{space}" in c:
+            best = min(s[f"fid_{space}"], key=s[f"fid_{space}"].get)
+            lines.append(f"- best {space} FID ({best}, {s[f'fid_{space}'][best]:.2f}) within "
+                         f"{s['targets']['fid_vs_floor_ratio']:g}x the real floor: "
+                         f"{yes(c[f'best_within_3x_floor_{space}'])}.")
+    if s.get("samplers_missing"):
+        lines.append(f"- Requested but not sampled (the run's time limit ended it first): "
+                     f"{', '.join(s['samplers_missing'])}.")
+    sat = s.get("saturated_fraction", {})
+    if sat:
+        lines.append("- Saturated pixels (>= 250 of 255): " + ", ".join(f"{k} {v:.2%}" for k, v in sat.items()) + ".")
     lines += ["", "Figures: `samples.png` (the same seeds and classes under each sampler, real frames on "
               "top), `loss.png` (training loss).", ""]
     return "\n".join(lines)
@@ -430,6 +467,35 @@ def _figures(info: dict, generated: dict, ref: np.ndarray, ref_letters: np.ndarr
     plt.close(fig)
 
 
+def plot_recipes(works: Path, summaries: dict[str, dict], path: Path) -> None:
+    """Loss curves (each objective's own loss, so shapes, not levels, compare) and FID per recipe."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (ax_loss, ax_fid) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name in summaries:
+        log = pd.DataFrame(io.read_json(works / name / "run.json")["train"]["log"])
+        ax_loss.plot(log["step"], log["loss"] / log["loss"].iloc[0], lw=1, label=name)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("loss / first logged loss")
+    ax_loss.legend(fontsize=7)
+    names = list(summaries)
+    for space, marker in (("inception", "o"), ("domain", "s")):
+        values = [summaries[n][f"fid_{space}"].get("dpm:20", np.nan) for n in names]
+        floor = summaries[names[0]][f"fid_floor_{space}"]
+        ratio = np.asarray(values) / floor if floor else np.asarray(values)
+        ax_fid.plot(names, ratio, marker, label=f"{space} FID / real floor (DPM-20)")
+    ax_fid.axhline(1.0, color="grey", lw=0.8)
+    ax_fid.set_yscale("log")
+    ax_fid.tick_params(axis="x", labelrotation=20, labelsize=7)
+    ax_fid.legend(fontsize=7)
+    fig.tight_layout()
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
@@ -467,17 +533,17 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--bundle", help="dataset dir (default: the one recorded in run.json)")
     s.add_argument("--encoder-epochs", type=int, default=10)
     s.add_argument("--no-inception", action="store_true", help="domain FID only")
+    s.add_argument("--reuse-fid", action="store_true", help="re-render from an earlier fid.json")
     args = parser.parse_args(argv)
     if args.phase == "bundle":
         print(make_bundle(args.dataset, args.folds, args.fold, args.out))
     elif args.phase == "speed":
         speed(args)
     elif args.phase == "run":
-        info = run(args)
-        commit = os.environ.get("SOLARGEN_GIT_COMMIT") or io.git_commit()   # the device copy has no .git
-        io.write_json(Path(args.work) / "run.json", info | {"command": io.command_line(), "git_commit": commit})
+        run(args)
     else:
-        score(args)
+        main_score(Path(args.work), Path(args.results), args.bundle, args.encoder_epochs, not args.no_inception,
+                   args.reuse_fid)
     return 0
 
 

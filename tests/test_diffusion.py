@@ -376,7 +376,7 @@ def test_dry_run_prints_the_resolved_config(capsys):
     resolved = yaml.safe_load(text)
     assert resolved["train"]["batch_size"] == 32 and resolved["model"]["size"] == "S"
     assert "M parameters" in text
-    for name in ("ddpm-64-flux", "ddpm-64-both", "ddpm-128-class", "ddpm-tiny"):
+    for name in ("ddpm-64-flux", "ddpm-64-both", "ddpm-128-class", "ddpm-tiny", "ddpm-64-class-gpu"):
         assert cli_main(["train", "--config", str(CONFIGS / f"{name}.yaml"), "--dry-run"]) == 0
 
 
@@ -405,3 +405,11 @@ def test_class_latent_model_trains_saves_and_samples(workdir, tmp_path):
         pipe(flare_class=["B", "M"], num_inference_steps=2, latent=np.zeros((2, 3)))
     with pytest.raises(PipelineError, match="takes no latent"):
         random_pipeline(workdir, "class")(flare_class=["B"], num_inference_steps=2, latent=np.zeros((1, 4)))
+
+
+def test_pipeline_is_importable_from_the_package_root():
+    import solargen
+    from solargen import SolarDiffusionPipeline as FromRoot
+    assert FromRoot is SolarDiffusionPipeline and "SolarDiffusionPipeline" in solargen.__all__
+    with pytest.raises(AttributeError):
+        solargen.NoSuchThing  # noqa: B018
