@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import platform
 import sys
 import tempfile
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from solargen import io  # noqa: E402
 from solargen.data.dataset import write_dataset  # noqa: E402
 from solargen.diffusion.pipeline import UNetConfig, build_unet  # noqa: E402
-from solargen.diffusion.train import (DataConfig, RunConfig, TrainConfig, _make_pipeline,  # noqa: E402
+from solargen.diffusion.train import (DataConfig, RunConfig, DiffusionTrainConfig, _make_pipeline,  # noqa: E402
                                       build_models, load_training_data, train)
 
 
@@ -58,7 +57,7 @@ def run_config(tmp: Path, size: int, model_size: str, batch: int, steps: int) ->
         output_dir=str(tmp / f"run-{size}"), seed=0,
         data=DataConfig(dataset=str(tmp / f"ds-{size}"), folds=str(folds), fold="b", drop_stale=False),
         model=UNetConfig(size=model_size, resolution=size, channels=1),
-        train=TrainConfig(conditioning="class", max_steps=steps, batch_size=batch, warmup_steps=1,
+        train=DiffusionTrainConfig(conditioning="class", max_steps=steps, batch_size=batch, warmup_steps=1,
                           sample_every=0, checkpoint_every=0))
 
 

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 from sklearn.cluster import KMeans
+from solargen.errors import SolargenError
 
 
 @dataclass
@@ -46,12 +47,12 @@ def fit_reference(latents: np.ndarray, k: int, seed: int = 0) -> ClusterReferenc
     """Fit KMeans(k) on the reference latents (N, D)."""
     latents = np.asarray(latents, dtype=np.float64)
     if len(latents) < k:
-        raise ValueError(f"cluster metrics: {len(latents)} reference samples for K = {k} clusters")
+        raise SolargenError(f"cluster metrics: {len(latents)} reference samples for K = {k} clusters")
     kmeans = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(latents)
     labels, d = _assign(kmeans, latents)
     counts = np.bincount(labels, minlength=k)
     if (counts == 0).any():
-        raise ValueError(f"cluster metrics: the reference set has fewer distinct latents than "
+        raise SolargenError(f"cluster metrics: the reference set has fewer distinct latents than "
                          f"K = {k} (an empty cluster); lower K")
     big_d, s = _spread(d)
     return ClusterReference(kmeans, counts, big_d, s)
@@ -60,7 +61,7 @@ def fit_reference(latents: np.ndarray, k: int, seed: int = 0) -> ClusterReferenc
 def cluster_metrics(ref: ClusterReference, latents: np.ndarray) -> dict[str, float]:
     """Cluster error, distance and std of a set against the reference (same N required)."""
     if len(latents) != ref.n:
-        raise ValueError(f"cluster metrics compare sets of equal N: reference has {ref.n}, "
+        raise SolargenError(f"cluster metrics compare sets of equal N: reference has {ref.n}, "
                          f"this set {len(latents)}")
     labels, d = _assign(ref.kmeans, latents)
     counts = np.bincount(labels, minlength=len(ref.counts))

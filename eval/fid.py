@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from solargen.errors import SolargenError
 
 
 def gaussian_fit(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and (unbiased) covariance of (N, D) features, as clean-fid fits them."""
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or len(features) < 2:
-        raise ValueError(f"need (N >= 2, D) features for a Gaussian fit, got shape {features.shape}")
+        raise SolargenError(f"need (N >= 2, D) features for a Gaussian fit, got shape {features.shape}")
     return features.mean(axis=0), np.atleast_2d(np.cov(features, rowvar=False))
 
 
@@ -29,7 +30,7 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     from cleanfid.fid import frechet_distance as clean_frechet
     a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
     if len(a) != len(b):
-        raise ValueError(f"FID depends on N: compare sets of equal size, got {len(a)} and {len(b)}")
+        raise SolargenError(f"FID depends on N: compare sets of equal size, got {len(a)} and {len(b)}")
     if len(a) > a.shape[1]:
         return float(max(clean_frechet(*gaussian_fit(a), *gaussian_fit(b)), 0.0))
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)

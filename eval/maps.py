@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from solargen import io  # noqa: E402
+from solargen.errors import SolargenError
 
 
 def std_map(frames: np.ndarray, channel: int = 0) -> np.ndarray:
@@ -30,7 +31,7 @@ def std_maps_figure(real: Mapping[str, np.ndarray], generated: Mapping[str, np.n
     shares one colour scale. Returns the mean std of each map and N per panel."""
     classes = [c for c in real if c in generated and len(real[c]) > 1 and len(generated[c]) > 1]
     if not classes:
-        raise ValueError("std maps need at least 2 real and 2 generated frames of some class")
+        raise SolargenError("std maps need at least 2 real and 2 generated frames of some class")
     fig, axes = plt.subplots(2, len(classes), figsize=(2.6 * len(classes), 5.6), squeeze=False)
     stats = {}
     for j, c in enumerate(classes):
@@ -54,7 +55,7 @@ def montage_figure(real: Mapping[str, np.ndarray], generated: Mapping[str, np.nd
     """One row per class: `per_class` real frames, then `per_class` generated frames."""
     classes = [c for c in generated if len(generated[c])]
     if not classes:
-        raise ValueError("montage needs generated frames")
+        raise SolargenError("montage needs generated frames")
     cols = 2 * per_class
     fig, axes = plt.subplots(len(classes), cols, figsize=(1.5 * cols, 1.6 * len(classes)), squeeze=False)
     for i, c in enumerate(classes):

@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from solargen import io  # noqa: E402
+from solargen.errors import SolargenError
 
 
 def nearest_distances(queries: np.ndarray, train: np.ndarray, rms: bool = False,
@@ -27,7 +28,7 @@ def nearest_distances(queries: np.ndarray, train: np.ndarray, rms: bool = False,
     q = torch.from_numpy(np.asarray(queries, dtype=np.float32).reshape(len(queries), -1))
     t = torch.from_numpy(np.asarray(train, dtype=np.float32).reshape(len(train), -1))
     if q.shape[1] != t.shape[1]:
-        raise ValueError(f"novelty: query dimension {q.shape[1]} differs from training {t.shape[1]}")
+        raise SolargenError(f"novelty: query dimension {q.shape[1]} differs from training {t.shape[1]}")
     best = torch.full((len(q),), float("inf"))
     for start in range(0, len(t), chunk):
         best = torch.minimum(best, torch.cdist(q, t[start:start + chunk]).min(dim=1).values)

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,10 +24,12 @@ from tqdm.auto import tqdm
 from eval import clusters, faithfulness, fid, fidelity, maps, novelty
 from eval.features import FEATURE_SPACES, DomainExtractor, get_extractor
 from solargen import io
+from solargen.config import load_config, resolve_device
 from solargen.data.dataset import SolarDataset, load_dataset
 from solargen.data.goes import GOES_CLASSES, flux_to_letter
 from solargen.data.splits import fold_indices, load_folds
 from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
+from solargen.errors import SolargenError
 
 # The reference paper's Table 1 (64 x 64 AIA 171, 10 sets of N = 1000 per model), for comparison.
 PAPER_TABLE1 = {
@@ -45,7 +47,7 @@ PAPER_TABLE1 = {
 DEFAULT_FOLDS = "configs/folds/2012-rolling.yaml"
 
 
-class EvalError(ValueError):
+class EvalError(SolargenError):
     """Inputs the evaluation cannot use (mismatched shapes, too few frames, missing labels)."""
 
 
@@ -53,9 +55,9 @@ class EvalError(ValueError):
 class EvalConfig:
     """Everything one evaluation run depends on."""
 
-    real: str
-    generated: str
-    out: str
+    real: str = ""
+    generated: str = ""
+    out: str = ""
     folds: str = "auto"              # auto: the fold the generator was trained on, else
     fold: str = "auto"               # configs/folds/2012-rolling.yaml, fold f1
     label_column: str = "auto"       # auto: the generated set's metadata, else goes_class
@@ -64,7 +66,7 @@ class EvalConfig:
     n_sets: int = 5
     k: int | None = None             # clusters; default one per class in the reference set
     feature_spaces: tuple[str, ...] = FEATURE_SPACES
-    device: str = "cpu"
+    device: str = "auto"             # the GPU when present, else the CPU
     seed: int = 0
     latent_dim: int = 128
     novelty_max: int = 500
@@ -285,8 +287,15 @@ def _by_class(frames: np.ndarray, letters: np.ndarray, classes: list[str], limit
 
 
 # --------------------------------------------------------------------------- the run
+def load_eval_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> EvalConfig:
+    """A YAML of EvalConfig fields plus `key=value` overrides (solargen.config)."""
+    return load_config(EvalConfig, path, overrides)
+
+
 def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     """Run every metric and write report.md, metrics.json and figures into config.out."""
+    device = resolve_device(config.device)
+    config = replace(config, device=device, train=replace(config.train, device=device))
     out = Path(config.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(config.seed)

@@ -25,9 +25,9 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,44 +43,24 @@ from forecasting.augment import (ClassicalCopies, Strategy, SyntheticSamples, Tr
 from forecasting.losses import ForecastLoss
 from forecasting.models import DEFAULT_HISTORY, MODELS, build_model
 from forecasting.tasks import Task, get_task, make_dataset, part_samples, used_frames
-from forecasting.train import EpochSampler, TrainConfig, param_groups
+from forecasting.train import EpochSampler, ForecastConfig, param_groups
 from solargen import io
+from solargen.config import config_path, load_config, parse_yaml
 from solargen.data.dataset import load_dataset
 from solargen.data.goes import GOES_CLASSES
 from solargen.data.splits import check_no_leakage, load_folds
+from solargen.errors import SolargenError
 
 CELLS_DIR, MODELS_DIR, STATE_FILE = "cells", "models", "ablation.json"
 
 
-class AblationError(ValueError):
+class AblationError(SolargenError):
     """A malformed ablation config, or an output directory that belongs to another config."""
 
 
 class LeakageError(AblationError):
     """Synthetic or copied frames outside the training set, or a generator trained outside the
     fold's training window."""
-
-
-# ----------------------------------------------------------------------------- the frame-class task
-
-@dataclass(frozen=True)
-class FrameClassTask(Task):
-    """GOES class (A/B/C/M/X) of the frame itself: the reference paper's classification
-    experiment, with the peak-matched label (the HEK flare whose peak matched the frame)."""
-
-    @property
-    def event_class(self) -> int:
-        return self.classes.index("M")
-
-    def encode(self, letters: pd.Series) -> np.ndarray:
-        return letters.map({c: i for i, c in enumerate(self.classes)}).fillna(-1).to_numpy(dtype=int)
-
-
-FRAME_CLASS = FrameClassTask("frame-class", "peak_class", 0, GOES_CLASSES)
-
-
-def resolve_task(name: str) -> Task:
-    return FRAME_CLASS if name == FRAME_CLASS.name else get_task(name)
 
 
 # ----------------------------------------------------------------------------- config
@@ -121,7 +101,7 @@ class AblationConfig:
     metrics: list[str] = field(default_factory=lambda: ["tss", "hss"])
     class_weight_scheme: str = "inverse"
     sequence_synthetic: str = "latest"        # latest | repeat (sequence models only)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: ForecastConfig = field(default_factory=ForecastConfig)
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
     cache_dir: str = ""                       # empty: <out>/cache (share it between experiments)
 
@@ -139,42 +119,27 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def load_ablation_config(path: str | Path) -> AblationConfig:
-    """Read and check an ablation YAML (unknown keys, strategies, tasks, models are errors)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise AblationError(f"{path}: cannot read ablation config ({exc})") from None
-    if not isinstance(raw, dict):
-        raise AblationError(f"{path}: expected a mapping of ablation settings")
-    _unknown(raw, AblationConfig, str(path))
-    raw = dict(raw)
-    train = dict(raw.pop("train", {}) or {})
-    _unknown(train, TrainConfig, f"{path}: train")
-    for fixed in ("data", "out", "model", "task", "folds", "fold", "seed", "crt_epochs"):
-        if fixed in train:
-            raise AblationError(f"{path}: train.{fixed} is set by the ablation grid, not per run")
-    generator = dict(raw.pop("generator", {}) or {})
-    _unknown(generator, GeneratorSettings, f"{path}: generator")
-    config = AblationConfig(**raw, train=TrainConfig.from_dict(train),
-                            generator=GeneratorSettings(**generator))
-    check_config(config, str(path))
+def load_ablation_config(path: str | Path, overrides: Sequence[str] = ()) -> AblationConfig:
+    """An ablation YAML (a path or a shipped name) plus overrides, typed and checked: unknown keys,
+    strategies, tasks and models are errors, and so are per-run settings the grid owns."""
+    file = config_path(path)
+    raw = parse_yaml(file.read_text()) or {}
+    train = raw.get("train") or {} if isinstance(raw, dict) else {}
+    fixed = [k for k in ("data", "out", "model", "task", "folds", "fold", "seed", "crt_epochs") if k in train]
+    fixed += [o.split("=")[0] for o in overrides if o.split("=")[0] in {f"train.{k}" for k in
+              ("data", "out", "model", "task", "folds", "fold", "seed", "crt_epochs")}]
+    if fixed:
+        raise AblationError(f"{file}: {', '.join(fixed)} set by the ablation grid, not per run")
+    config = load_config(AblationConfig, file, overrides)
+    check_config(config, str(file))
     return config
-
-
-def _unknown(raw: dict, cls: type, where: str) -> None:
-    extra = sorted(set(raw) - {f.name for f in fields(cls)})
-    if extra:
-        raise AblationError(f"{where}: unknown key(s) {extra}; known: "
-                            f"{sorted(f.name for f in fields(cls))}")
 
 
 def check_config(config: AblationConfig, where: str = "<config>") -> None:
     for s in config.strategies:
         get_strategy(s)
     for t in config.tasks:
-        resolve_task(t)
+        get_task(t)
     for m in config.models:
         if m not in MODELS:
             raise AblationError(f"{where}: unknown model {m!r}; choose from {sorted(MODELS)}")
@@ -431,7 +396,7 @@ def predict(model: torch.nn.Module, dataset: Dataset, batch_size: int,
 
 
 def fit_forecaster(model: torch.nn.Module, train: Dataset, val: Dataset, loss_fn: ForecastLoss,
-                   tc: TrainConfig, seed: int, weights: np.ndarray | None, climatology: np.ndarray,
+                   tc: ForecastConfig, seed: int, weights: np.ndarray | None, climatology: np.ndarray,
                    event_class: int, device: torch.device, desc: str = "fit",
                    progress: bool = True) -> dict[str, Any]:
     """AdamW + cosine LR; early stopping on the validation headline score (TSS >= M for binary
@@ -633,7 +598,7 @@ def estimate_cost(config: AblationConfig, cells: list[Cell]) -> dict[str, Any]:
     device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     tc, per_cell, timing, counts, gen = config.train, {}, {}, {}, {}
     for cell in cells:
-        task, fold = resolve_task(cell.task), folds.get(cell.fold)
+        task, fold = get_task(cell.task), folds.get(cell.fold)
         history = tc.history or DEFAULT_HISTORY[cell.model]
         key = (cell.task, cell.fold, cell.model)
         if key not in counts:
@@ -654,7 +619,7 @@ def estimate_cost(config: AblationConfig, cells: list[Cell]) -> dict[str, Any]:
             n_train = min(n_train, tc.max_batches * tc.batch_size)
         per_cell[cell.id] = tc.epochs * (n_train * t_train + c["val"] * t_eval) + c["test"] * t_eval
         strategy = get_strategy(cell.strategy)
-        gkey = (cell.fold, resolve_task(cell.task).column)
+        gkey = (cell.fold, get_task(cell.task).column)
         if strategy.synthetic and gkey not in gen:
             train_s, per_image = _time_generator(config, ds, fold, gkey[1])
             g = config.generator
@@ -722,13 +687,13 @@ def run_ablation(config: AblationConfig, out_dir: str | Path, dry_run: bool = Fa
     todo = [c for c in cells if not _finished(out, c, config)]
     ds = load_dataset(config.data)
     folds = load_folds(config.folds)
-    folds.check(max(resolve_task(t).horizon_hours for t in config.tasks))
+    folds.check(max(get_task(t).horizon_hours for t in config.tasks))
     data_cache: dict[tuple, CellData] = {}
     generators: dict[tuple, dict] = {}
     bar = tqdm(todo, desc=f"ablation {config.name}", unit="cell", disable=not progress)
     for cell in bar:
         bar.set_postfix_str(cell.id, refresh=False)
-        task, fold = resolve_task(cell.task), folds.get(cell.fold)
+        task, fold = get_task(cell.task), folds.get(cell.fold)
         key = (cell.task, cell.fold, cell.model)
         if key not in data_cache:
             data_cache = {key: real_parts(config, ds, task, fold, cell.model)}

@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from forecasting.ablation import resolve_task  # noqa: E402
 from forecasting.augment import get_strategy  # noqa: E402
+from forecasting.tasks import get_task  # noqa: E402
 from solargen import io  # noqa: E402
 from solargen.data.dataset import load_dataset  # noqa: E402
 from solargen.data.splits import load_folds  # noqa: E402
@@ -289,7 +289,7 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
            f"{config.synthetic_sets} independent synthetic set(s) per N, nested over N",
            f"- Generator: {_generator_origin(config.generator)}; sampler {config.generator.sampler}, "
            f"{config.generator.steps} steps, guidance {config.generator.guidance_scale:g}",
-           f"- Real samples per fold (train / val / test): " + "; ".join(sorted({
+           "- Real samples per fold (train / val / test): " + "; ".join(sorted({
                f"{r['cell']['task']} {r['cell']['fold']} {r['cell']['model']}: "
                f"{r['samples']['train_real']} / {r['samples']['val']} / {r['samples']['test']}"
                for r in results})),
@@ -352,4 +352,4 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
 
 
 def _column(result: dict[str, Any]) -> str:
-    return resolve_task(result["cell"]["task"]).column
+    return get_task(result["cell"]["task"]).column

@@ -30,11 +30,13 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 from torchvision.transforms import v2
 
+from solargen.errors import SolargenError
+
 CLASSICAL_VARIANTS = ("gentle", "broad")
 SKY = -1.0
 
 
-class AugmentError(ValueError):
+class AugmentError(SolargenError):
     """An unknown strategy or variant, or a training set that cannot serve it."""
 
 

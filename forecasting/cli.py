@@ -1,18 +1,20 @@
 """`solargen forecast ...`: train, evaluate and cross-validate flare forecasters.
 
-Settings resolve as: TrainConfig defaults < --config YAML < flags given on the command line.
+Settings resolve as: ForecastConfig defaults < --config YAML < flags given on the command line
+< --set key=value overrides (solargen.config: one loader, typed, unknown keys are errors).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from forecasting.losses import CLASS_WEIGHTINGS, LOSSES
 from forecasting.models import MODELS
 from forecasting.tasks import TASKS
+from solargen.config import add_config_arguments, flag_overrides, to_yaml
+from solargen.errors import SolargenError
 
-# flag -> TrainConfig field (LossConfig fields are prefixed "loss.")
+# flag -> ForecastConfig key
 _TRAIN_FLAGS = {
     "data": "data", "out": "out", "model": "model", "size": "size", "task": "task",
     "folds": "folds", "fold": "fold", "history": "history", "epochs": "epochs",
@@ -52,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="YAML of TrainConfig fields (e.g. configs/forecast/)")
+    add_config_arguments(p, "forecaster (configs/forecast/*.yaml)")
     p.add_argument("--data", type=Path, help="dataset directory")
     p.add_argument("--out", type=Path, help="output (checkpoint) directory")
     p.add_argument("--model", choices=sorted(MODELS))
@@ -75,41 +77,25 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--num-workers", type=int)
     p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
 
 
 def resolve_config(args: argparse.Namespace):
-    from forecasting.train import TrainConfig, load_config_file
-
-    base = dataclasses.asdict(TrainConfig())
-    if args.config:
-        file_cfg = load_config_file(args.config)
-        base.update({k: v for k, v in file_cfg.items() if k != "loss"})
-        base["loss"].update(file_cfg.get("loss") or {})
-    for flag, key in _TRAIN_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is None:
-            continue
-        value = str(value) if isinstance(value, Path) else value
-        if key.startswith("loss."):
-            base["loss"][key[5:]] = value
-        else:
-            base[key] = value
-    return TrainConfig.from_dict(base)
+    from forecasting.train import load_forecast_config
+    return load_forecast_config(args.config, [*flag_overrides(args, _TRAIN_FLAGS), *args.set])
 
 
 def _check_required(config) -> None:
     missing = [f"--{name}" for name in ("data", "out") if not getattr(config, name)]
     if missing:
-        raise ValueError(f"missing {' and '.join(missing)} (flag or --config file)")
+        raise SolargenError(f"missing {' and '.join(missing)} (flag, --set or --config file)")
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from forecasting.train import describe, train
+    from forecasting.train import train
 
     config = resolve_config(args)
     if args.dry_run:
-        print(describe(config))
+        print(to_yaml(config), end="")
         return 0
     _check_required(config)
     summary = train(config)
@@ -122,14 +108,13 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _run_cv(args: argparse.Namespace) -> int:
     from forecasting.evaluate import cross_validate
-    from forecasting.train import describe
     from solargen.data.splits import load_folds
 
     config = resolve_config(args)
     names = ([n.strip() for n in args.fold_names.split(",") if n.strip()] if args.fold_names
              else [f.name for f in load_folds(config.folds)])
     if args.dry_run:
-        print(describe(config))
+        print(to_yaml(config), end="")
         print(f"folds: {names}")
         return 0
     _check_required(config)

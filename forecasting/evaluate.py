@@ -30,13 +30,14 @@ from tqdm.auto import tqdm  # noqa: E402
 from forecasting import metrics  # noqa: E402
 from forecasting.models import MODELS  # noqa: E402
 from forecasting.tasks import get_task, make_dataset, part_samples, select_samples  # noqa: E402
-from forecasting.train import CHECKPOINT_FILE, MODEL_DIR, TrainConfig, train  # noqa: E402
+from forecasting.train import CHECKPOINT_FILE, MODEL_DIR, ForecastConfig, train  # noqa: E402
 from solargen import io  # noqa: E402
 from solargen.data.dataset import Normalisation, load_dataset  # noqa: E402
 from solargen.data.splits import Fold  # noqa: E402
+from solargen.errors import SolargenError
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SolargenError):
     """A checkpoint directory that is missing or does not fit the data."""
 
 
@@ -200,7 +201,7 @@ def _table_metrics(scores: dict[str, Any]) -> dict[str, float]:
     return row
 
 
-def cross_validate(config: TrainConfig, fold_names: list[str]) -> dict[str, Any]:
+def cross_validate(config: ForecastConfig, fold_names: list[str]) -> dict[str, Any]:
     """Train and test every fold into <out>/<fold>; write cv.json and cv.md (mean ± std)."""
     out = Path(config.out)
     rows = {}
@@ -218,7 +219,7 @@ def cross_validate(config: TrainConfig, fold_names: list[str]) -> dict[str, Any]
     return summary
 
 
-def format_cv_table(table: pd.DataFrame, config: TrainConfig) -> str:
+def format_cv_table(table: pd.DataFrame, config: ForecastConfig) -> str:
     cols = [c for c in table.columns if c != "n"]
     lines = [f"# Cross-validation: {config.model} ({config.size}), {config.task}, loss "
              f"{config.loss.name}", "", f"data: {config.data}; folds: {config.folds}", "",

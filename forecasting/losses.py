@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from forecasting.metrics import gmgs_matrix
+from solargen.errors import SolargenError
 
 LOSSES = ("ce", "wce", "focal", "gmgs-bs", "ib", "flare")
 CLASS_WEIGHTINGS = ("reference", "inverse", "effective", "none")
 
 
-class NonFiniteLossError(ValueError):
+class NonFiniteLossError(SolargenError):
     """A loss evaluated to NaN or infinity: training stops instead of skipping the batch."""
 
 
@@ -31,7 +32,7 @@ def class_weights(counts: np.ndarray, scheme: str, beta: float = 0.999) -> np.nd
     k = len(n)
     if scheme == "reference":
         if k != 2:
-            raise ValueError("the 0.1/0.9 reference weights are defined for binary tasks only")
+            raise SolargenError("the 0.1/0.9 reference weights are defined for binary tasks only")
         return np.array([0.1, 0.9])
     if scheme == "inverse":
         inv = 1.0 / n
@@ -41,7 +42,7 @@ def class_weights(counts: np.ndarray, scheme: str, beta: float = 0.999) -> np.nd
         return w / w.sum() * k
     if scheme == "none":
         return np.ones(k)
-    raise ValueError(f"unknown class weighting {scheme!r}; choose one of {CLASS_WEIGHTINGS}")
+    raise SolargenError(f"unknown class weighting {scheme!r}; choose one of {CLASS_WEIGHTINGS}")
 
 
 def _check(value: torch.Tensor, name: str) -> torch.Tensor:
@@ -74,7 +75,7 @@ class ForecastLoss(torch.nn.Module):
         super().__init__()
         self.config = config
         if config.name not in LOSSES:
-            raise ValueError(f"unknown loss {config.name!r}; choose one of {LOSSES}")
+            raise SolargenError(f"unknown loss {config.name!r}; choose one of {LOSSES}")
         k = len(train_counts)
         scheme = config.class_weighting
         if scheme == "auto":
@@ -159,7 +160,7 @@ def influence_balanced(logp: torch.Tensor, targets: torch.Tensor, features: torc
                        weights: torch.Tensor) -> torch.Tensor:
     """mean_n w_y CE_n / (||softmax(z_n) - onehot(y_n)||_1 * ||h_n||_1 + 1e-3)."""
     if features is None:
-        raise ValueError("the influence-balanced loss needs the model's penultimate features")
+        raise SolargenError("the influence-balanced loss needs the model's penultimate features")
     onehot = F.one_hot(targets, logp.shape[-1]).to(logp.dtype)
     grad_norm = (logp.exp() - onehot).abs().sum(dim=1)
     feat_norm = features.float().abs().sum(dim=1)

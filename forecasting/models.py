@@ -24,6 +24,7 @@ from diffusers.utils import BaseOutput
 from timm.models.vision_transformer import VisionTransformer
 
 from forecasting.s5 import SSMBlock
+from solargen.errors import SolargenError
 
 
 @dataclass
@@ -35,7 +36,7 @@ class ForecastOutput(BaseOutput):
 def _vit(in_channels: int, image_size: int, patch_size: int, embed_dim: int, depth: int,
          num_heads: int, mlp_ratio: float, drop_rate: float, drop_path_rate: float) -> VisionTransformer:
     if image_size % patch_size:
-        raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
+        raise SolargenError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
     return VisionTransformer(img_size=image_size, patch_size=patch_size, in_chans=in_channels,
                              num_classes=0, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
                              mlp_ratio=mlp_ratio, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
@@ -169,13 +170,13 @@ def _lite0_imagenet_state(in_channels: int, target: dict[str, torch.Tensor]) -> 
     source = [(k, v) for k, v in torch.load(path, map_location="cpu").items()
               if not k.startswith("_fc.")]
     if len(source) != len(target):
-        raise ValueError(f"{path}: {len(source)} tensors, timm efficientnet_lite0 expects {len(target)}")
+        raise SolargenError(f"{path}: {len(source)} tensors, timm efficientnet_lite0 expects {len(target)}")
     state = {}
     for (src_key, value), (key, ref) in zip(source, target.items()):
         if key == "conv_stem.weight":
             value = adapt_input_conv(in_channels, value)
         if value.shape != ref.shape:
-            raise ValueError(f"{path}: {src_key} has shape {tuple(value.shape)}, timm {key} "
+            raise SolargenError(f"{path}: {src_key} has shape {tuple(value.shape)}, timm {key} "
                              f"expects {tuple(ref.shape)}")
         state[key] = value
     return state
@@ -237,9 +238,9 @@ def build_model(name: str, size: str, in_channels: int, image_size: int, num_cla
                 **overrides: Any) -> ModelMixin:
     """A fresh model of a named size; `overrides` replace individual config values."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+        raise SolargenError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     if size not in MODEL_SIZES[name]:
-        raise ValueError(f"unknown size {size!r} for {name}; choose one of {sorted(MODEL_SIZES[name])}")
+        raise SolargenError(f"unknown size {size!r} for {name}; choose one of {sorted(MODEL_SIZES[name])}")
     config = {**MODEL_SIZES[name][size], **overrides}
     return MODELS[name](in_channels=in_channels, image_size=image_size, num_classes=num_classes,
                         **config)

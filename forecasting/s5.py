@@ -14,6 +14,7 @@ import math
 
 import torch
 import torch.nn as nn
+from solargen.errors import SolargenError
 
 # Parameters trained without weight decay and at a lower learning rate (metrics.md).
 SSM_PARAMETERS = ("Lambda_re", "Lambda_im", "B_re", "B_im", "log_step")
@@ -77,7 +78,7 @@ class S5(nn.Module):
                  dt_max: float = 1e-1, clip_eigs: bool = True):
         super().__init__()
         if state_size % 2:
-            raise ValueError(f"S5 state_size must be even (conjugate pairs), got {state_size}")
+            raise SolargenError(f"S5 state_size must be even (conjugate pairs), got {state_size}")
         self.d_model, self.state_size, self.clip_eigs = d_model, state_size, clip_eigs
         half = state_size // 2
         lam, v = hippo_n_diagonal(state_size)
@@ -117,7 +118,7 @@ class S5(nn.Module):
         elif mode == "sequential":
             x = sequential_scan(a, bu)
         else:
-            raise ValueError(f"unknown S5 scan mode {mode!r}; use 'parallel' or 'sequential'")
+            raise SolargenError(f"unknown S5 scan mode {mode!r}; use 'parallel' or 'sequential'")
         c_tilde = torch.complex(self.C_re, self.C_im)
         y = 2.0 * torch.einsum("blp,hp->blh", x, c_tilde).real
         return y + self.D * u

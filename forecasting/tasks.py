@@ -5,6 +5,8 @@
                       the reference DeiT experiment
     4class-24h        largest class O/C/M/X within 24 h (O = A or B), from a history of frames
     4class-72h        the same within 72 h
+    frame-class       GOES class A/B/C/M/X of the frame itself (the HEK flare whose peak matched
+                      the frame): the reference DDPM paper's classification experiment
 
 Targets come from the labels table (max_class_24h / max_class_72h). Frames whose target is
 missing, or whose frame is stale (a repeat of the previous hour), are excluded and counted.
@@ -20,8 +22,10 @@ import pandas as pd
 from torch.utils.data import Dataset
 
 from solargen.data.dataset import SolarDataset
+from solargen.data.goes import GOES_CLASSES
 from solargen.data.splits import Fold
 from solargen.data.torchdata import FrameDataset, SequenceDataset
+from solargen.errors import SolargenError
 
 BINARY_CLASSES = ("<M", ">=M")
 FOUR_CLASSES = ("O", "C", "M", "X")
@@ -29,7 +33,7 @@ _LETTER_TO_FOUR = {"A": 0, "B": 0, "C": 1, "M": 2, "X": 3}
 _LETTER_TO_BINARY = {"A": 0, "B": 0, "C": 0, "M": 1, "X": 1}
 
 
-class TaskError(ValueError):
+class TaskError(SolargenError):
     """An unknown task or a dataset that cannot serve it."""
 
 
@@ -56,11 +60,24 @@ class Task:
         return letters.map(table).fillna(-1).to_numpy(dtype=int)
 
 
+@dataclass(frozen=True)
+class FrameClassTask(Task):
+    """Targets are the frame's own class letter; >= M events are M and X."""
+
+    @property
+    def event_class(self) -> int:
+        return self.classes.index("M")
+
+    def encode(self, letters: pd.Series) -> np.ndarray:
+        return letters.map({c: i for i, c in enumerate(self.classes)}).fillna(-1).to_numpy(dtype=int)
+
+
 TASKS: dict[str, Task] = {
     "binary-24h": Task("binary-24h", "max_class_24h", 24, BINARY_CLASSES),
     "binary-24h-daily": Task("binary-24h-daily", "max_class_24h", 24, BINARY_CLASSES, daily=True),
     "4class-24h": Task("4class-24h", "max_class_24h", 24, FOUR_CLASSES),
     "4class-72h": Task("4class-72h", "max_class_72h", 72, FOUR_CLASSES),
+    "frame-class": FrameClassTask("frame-class", "peak_class", 0, GOES_CLASSES),
 }
 
 

@@ -16,13 +16,12 @@ with the same seed, continues exactly as an uninterrupted run would.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -37,17 +36,20 @@ from forecasting.losses import ForecastLoss, LossConfig
 from forecasting.models import DEFAULT_HISTORY, MODELS, build_model
 from forecasting.s5 import SSM_PARAMETERS
 from forecasting.tasks import Samples, get_task, make_dataset, part_samples, used_frames
+from solargen import config as config_loader
 from solargen import io
 from solargen.data.dataset import load_dataset
 from solargen.data.splits import check_no_leakage, load_folds
+from solargen.errors import SolargenError
 
 CHECKPOINT_FILE, MODEL_DIR, STAGE1_DIR, STATE_DIR, LOG_FILE, DATA_FILE = (
     "forecast.json", "model", "model-stage1", "state", "log.json", "data.json")
 
 
 @dataclass
-class TrainConfig:
-    """Everything a training run depends on (printed by --dry-run, stored in forecast.json)."""
+class ForecastConfig:
+    """Everything a forecaster's training run depends on (printed by --dry-run, stored in
+    forecast.json); loaded by solargen.config.load_config from configs/forecast/*.yaml + overrides."""
 
     data: str = ""
     out: str = ""
@@ -73,12 +75,6 @@ class TrainConfig:
     num_workers: int = 0
     mixed_precision: str = "no"
     model_overrides: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        d = dict(d)
-        d["loss"] = LossConfig(**d.get("loss", {}))
-        return cls(**d)
 
 
 class EpochSampler(Sampler[int]):
@@ -173,7 +169,7 @@ class Prepared:
     history: int
 
 
-def prepare_data(config: TrainConfig) -> tuple[Any, Any, Any, Prepared]:
+def prepare_data(config: ForecastConfig) -> tuple[Any, Any, Any, Prepared]:
     """Load the dataset and folds, select samples for each part, and prove there is no leakage
     on the frames actually read (history frames included)."""
     ds = load_dataset(config.data)
@@ -182,19 +178,19 @@ def prepare_data(config: TrainConfig) -> tuple[Any, Any, Any, Prepared]:
     folds.check(task.horizon_hours)
     fold = folds.get(config.fold) if config.fold else folds.folds[0]
     if config.model not in MODELS:
-        raise ValueError(f"unknown model {config.model!r}; choose one of {sorted(MODELS)}")
+        raise SolargenError(f"unknown model {config.model!r}; choose one of {sorted(MODELS)}")
     history = config.history or DEFAULT_HISTORY[config.model]
     if MODELS[config.model].sequence != (history > 1):
         kind = "a history of >= 2 frames" if MODELS[config.model].sequence else "one frame"
-        raise ValueError(f"model {config.model} takes {kind}; got history={history}")
+        raise SolargenError(f"model {config.model} takes {kind}; got history={history}")
     samples, datasets = {}, {}
     for part in ("train", "val", "test"):
         if part not in fold.ranges:
-            raise ValueError(f"{config.folds}: fold {fold.name!r} has no {part} window")
+            raise SolargenError(f"{config.folds}: fold {fold.name!r} has no {part} window")
         samples[part] = part_samples(ds, task, fold, part, history, config.cadence_hours)
         datasets[part] = make_dataset(ds, samples[part], history, config.cadence_hours)
         if len(datasets[part]) == 0:
-            raise ValueError(f"{config.data}: no usable {part} samples for task {task.name} in fold "
+            raise SolargenError(f"{config.data}: no usable {part} samples for task {task.name} in fold "
                              f"{fold.name} (excluded: {samples[part].excluded})")
     check_no_leakage(ds.times, {p: used_frames(d) for p, d in datasets.items()},
                      task.horizon_hours)
@@ -203,7 +199,7 @@ def prepare_data(config: TrainConfig) -> tuple[Any, Any, Any, Prepared]:
     return ds, task, fold, Prepared(datasets, samples, counts, clim, smoothed, history)
 
 
-def _checkpoint_meta(config: TrainConfig, ds: Any, task: Any, fold: Any,
+def _checkpoint_meta(config: ForecastConfig, ds: Any, task: Any, fold: Any,
                      prep: Prepared) -> dict[str, Any]:
     return {
         "task": task.name, "model": config.model, "size": config.size, "history": prep.history,
@@ -261,7 +257,7 @@ def _save_best(accelerator: Accelerator, model, out: Path) -> None:
 
 def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, scheduler,
                train_loader: DataLoader, sampler: EpochSampler, val_loader: DataLoader,
-               loss_fn: ForecastLoss, prep: Prepared, config: TrainConfig, log: list) -> dict:
+               loss_fn: ForecastLoss, prep: Prepared, config: ForecastConfig, log: list) -> dict:
     """Epoch loop with validation, best-model saving, early stopping and per-epoch state."""
     progress = {"epoch": 0, "best_score": -float("inf"), "best_epoch": -1, "bad_epochs": 0,
                 "done": False}
@@ -319,10 +315,10 @@ def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, schedu
     return progress
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
+def train(config: ForecastConfig) -> dict[str, Any]:
     """Train (or resume) one fold; returns the summary also stored in forecast.json."""
     if not config.out:
-        raise ValueError("an output directory is required (--out)")
+        raise SolargenError("an output directory is required (--out)")
     out = Path(config.out)
     set_seed(config.seed)
     ds, task, fold, prep = prepare_data(config)
@@ -362,7 +358,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     return {**meta, **summary}
 
 
-def _classifier_retraining(config: TrainConfig, accelerator: Accelerator, model, prep: Prepared,
+def _classifier_retraining(config: ForecastConfig, accelerator: Accelerator, model, prep: Prepared,
                            val_loader: DataLoader, out: Path, log: list,
                            loader_kw: dict) -> dict[str, Any]:
     """cRT: best stage-1 model, frozen backbone, re-initialised head, class-balanced sampling."""
@@ -398,21 +394,6 @@ def _classifier_retraining(config: TrainConfig, accelerator: Accelerator, model,
             "epochs_run": result["epoch"]}
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """A YAML or JSON file of TrainConfig fields (nested `loss:` mapping for LossConfig)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read training config ({exc})") from None
-    known = set(TrainConfig.__dataclass_fields__)
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"{path}: unknown training config keys {sorted(unknown)}")
-    return data
-
-
-def describe(config: TrainConfig) -> str:
-    return json.dumps(asdict(config), indent=2)
+def load_forecast_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ForecastConfig:
+    """configs/forecast/*.yaml (or any YAML of ForecastConfig fields) plus `key=value` overrides."""
+    return config_loader.load_config(ForecastConfig, path, overrides)

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from solargen.diffusion.cli import add_train_arguments, run_train
+from solargen.errors import SolargenError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run_train(args)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (SolargenError, FileNotFoundError) as exc:   # a user error; bugs show their traceback
         print(f"solargen train: error: {exc}", file=sys.stderr)
         return 2
 

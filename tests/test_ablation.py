@@ -18,14 +18,14 @@ import yaml
 
 import forecasting.ablation as ablation
 import solargen.diffusion.train as diffusion_train
-from forecasting.ablation import (AblationError, LeakageError, assert_no_leakage,
-                                  check_generator_fold, load_ablation_config, plan_cells,
-                                  run_ablation)
+from forecasting.ablation import (AblationError, LeakageError, assert_no_leakage, check_generator_fold,
+                                  load_ablation_config, plan_cells, run_ablation)
 from forecasting.ablation_report import SECTIONS
 from forecasting.augment import (STRATEGIES, SyntheticSamples, Transformed, classical_transform,
                                  count_origin, minority_picks, oversample_weights, seeded)
 from forecasting.tasks import get_task, make_dataset, part_samples
-from solargen.cli import main as cli_main
+from solargen.application.cli import main as cli_main
+from solargen.config import ConfigError
 from solargen.data.dataset import load_dataset, write_dataset
 from solargen.data.splits import Fold, load_folds
 
@@ -290,7 +290,7 @@ def test_report_has_required_sections(first_run, workdir):
     for fig in results["figures"]:
         assert (out / fig).stat().st_size > 1000
     none = next(r for r in results["aggregates"] if r["strategy"] == "none")
-    cell = json.loads((out / "cells" / f"binary-24h__t1__deit__seed0__none__n0__set0.json").read_text())
+    cell = json.loads((out / "cells" / "binary-24h__t1__deit__seed0__none__n0__set0.json").read_text())
     assert none["tss"]["mean"] == pytest.approx(cell["metrics"]["tss"])
     assert (out / "command.txt").read_text().strip()
 
@@ -315,7 +315,7 @@ def test_config_errors_name_the_file(workdir):
         load_ablation_config(no_base)
     typo = workdir / "typo.yaml"
     typo.write_text(yaml.safe_dump({"name": "x", "seedz": [0]}))
-    with pytest.raises(AblationError, match="typo.yaml.*seedz"):
+    with pytest.raises(ConfigError, match="typo.yaml.*seedz"):
         load_ablation_config(typo)
     assert cli_main(["ablate", "--config", str(typo), "--out", str(workdir / "x")]) == 2
 
@@ -390,7 +390,12 @@ def _fake(strategy: str, n: int, seed: int, fold: str, tss: float) -> dict:
 
 
 def test_paired_tests_and_verdicts_follow_the_numbers():
-    from forecasting.ablation_report import _overall, _verdict_line, aggregate, paired_tests
+    from forecasting.ablation_report import (
+        _overall,
+        _verdict_line,
+        aggregate,
+        paired_tests,
+    )
     units = [(s, f) for s in range(3) for f in ("f1", "f2")]
     rng = np.random.default_rng(0)
     base = {u: 0.2 + 0.05 * rng.standard_normal() for u in units}

@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from solargen.cli import main as cli_main
+from solargen.application.cli import main as cli_main
+from solargen.config import ConfigError
 from solargen.data.dataset import write_dataset
 from solargen.data.goes import GoesError
 from solargen.diffusion.conditioning import ConditioningError, FlareConditioning
@@ -22,7 +23,7 @@ from solargen.diffusion.pipeline import (SAMPLERS, PipelineError, SolarDiffusion
                                          UNetConfig, check_pipeline_dir, make_scheduler)
 from solargen.diffusion.sample import (balanced_conditions, load_npz, proportional_conditions,
                                        sample_set, split_evenly)
-from solargen.diffusion.train import (DataConfig, RunConfig, TrainConfig, TrainError, _make_pipeline,
+from solargen.diffusion.train import (DataConfig, RunConfig, DiffusionTrainConfig, TrainError, _make_pipeline,
                                       build_models, load_config, load_training_data, train)
 
 SIZE = 16
@@ -70,7 +71,7 @@ def tiny_config(tmp: Path, dataset: Path, out: str = "run", kind: str = "class",
                      data=DataConfig(dataset=str(dataset), folds=str(make_folds(tmp / "folds.yaml")),
                                      fold="t1"),
                      model=UNetConfig(size="XS", resolution=SIZE, channels=1, attention_max_resolution=4),
-                     train=TrainConfig(**settings))
+                     train=DiffusionTrainConfig(**settings))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +122,7 @@ def test_flux_model_uses_log10_of_the_matching_flux_column(workdir):
 
 
 def test_bad_config_is_a_clear_error(workdir, tmp_path):
-    with pytest.raises(TrainError, match="unknown TrainConfig key"):
+    with pytest.raises(ConfigError, match="'train.learning_rat'.*not in 'DiffusionTrainConfig'"):
         load_config(None, ["train.learning_rat=1"])
     cfg = tiny_config(workdir, workdir / "ds", out=str(tmp_path / "x"))
     cfg.data.label_column = "nonsense"

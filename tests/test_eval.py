@@ -7,13 +7,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.metrics import precision_recall_fscore_support
 
 from eval import clusters, faithfulness, fid, fidelity, novelty
 from eval.features import to_uint8_rgb
 from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
 from eval.report import class_counts, draw_sets, load_npz, load_png_folder, max_set_size
-from solargen.cli import main
+from solargen.application.cli import main
 from solargen.data.dataset import write_dataset
 
 FLUX = {"B": 3e-7, "C": 3e-6, "M": 3e-5}
@@ -233,7 +234,7 @@ def test_solargen_eval_end_to_end(tmp_path, capsys):
             "--out", str(tmp_path / "out"), "--features", "domain", "--set-size", "30",
             "--n-sets", "3", "--epochs", "2", "--latent-dim", "8"]
     assert main(args + ["--dry-run"]) == 0
-    assert '"set_size": 30' in capsys.readouterr().out
+    assert yaml.safe_load(capsys.readouterr().out)["set_size"] == 30
     assert main(args) == 0
     out = tmp_path / "out"
     metrics = json.loads((out / "metrics.json").read_text())
@@ -265,7 +266,7 @@ def test_solargen_eval_end_to_end(tmp_path, capsys):
 def test_eval_samples_a_model_directory(tmp_path, kind):
     from solargen.diffusion.pipeline import UNetConfig
     from solargen.diffusion.train import DataConfig, RunConfig, train
-    from solargen.diffusion.train import TrainConfig as DiffusionTrainConfig
+    from solargen.diffusion.train import DiffusionTrainConfig
     rng = np.random.default_rng(9)
     write_structured_dataset(tmp_path / "real", rng)
     cfg = RunConfig(output_dir=str(tmp_path / "run"), seed=0,

@@ -6,13 +6,14 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 import torch
 
 from forecasting import train as train_mod
 from forecasting.losses import LossConfig, NonFiniteLossError
 from forecasting.tasks import get_task, make_dataset, part_samples, select_samples, used_frames
-from forecasting.train import TrainConfig, train
-from solargen.cli import main as solargen_main
+from forecasting.train import ForecastConfig, train
+from solargen.application.cli import main as solargen_main
 from solargen.data.dataset import write_dataset
 from solargen.data.splits import SplitError, check_no_leakage, load_folds
 
@@ -63,12 +64,12 @@ def tiny(tmp_path_factory):
     return ds, folds, root
 
 
-def _config(tiny, out, **kw) -> TrainConfig:
+def _config(tiny, out, **kw) -> ForecastConfig:
     ds, folds, _ = tiny
     base = dict(data=str(ds.root), out=str(out), folds=str(folds), model="deit", task="binary-24h",
                 epochs=2, batch_size=32, lr=2e-3, patience=5, model_overrides=dict(TINY_DEIT))
     base.update(kw)
-    return TrainConfig(**base)
+    return ForecastConfig(**base)
 
 
 def test_task_selection_counts_exclusions(tiny):
@@ -193,6 +194,12 @@ def test_cv_cli_ssm_over_all_folds(tiny, tmp_path):
 def test_dry_run_prints_resolved_config(capsys):
     assert solargen_main(["forecast", "train", "--model", "ssm", "--loss", "flare",
                           "--history", "48", "--dry-run"]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"] == "ssm" and printed["history"] == 48
     assert printed["loss"]["name"] == "flare"
+    # one loader: --set and a config file, typed; a wrong type names the key
+    assert solargen_main(["forecast", "train", "--config", "configs/forecast/deit-binary-daily.yaml",
+                          "--set", "lr=3e-4", "--dry-run"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["lr"] == pytest.approx(3e-4)
+    assert solargen_main(["forecast", "train", "--set", "epochs=many", "--dry-run"]) == 2
+    assert "'epochs'" in capsys.readouterr().err

@@ -63,6 +63,9 @@ def test_label_frames_counts_match_table():
         recount = table[col].value_counts(dropna=False)
         assert sum(info["counts"].values()) == len(table)
         assert info["counts"].get("missing", 0) == int(table[col].isna().sum())
+        for letter, n in info["counts"].items():
+            if letter != "missing":
+                assert int(recount.get(letter, 0)) == n, (col, letter)
 
 
 @pytest.mark.shared_data

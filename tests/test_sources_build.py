@@ -1,7 +1,6 @@
 """Image sources, the dataset build (bad frames listed, not dropped silently), torch datasets."""
 from __future__ import annotations
 
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -9,7 +8,7 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-from solargen.cli import main
+from solargen.application.cli import main
 from solargen.data.build import BuildConfig, build_dataset
 from solargen.data.dataset import DatasetError, load_dataset
 from solargen.data.sources import SourceError, area_resize, open_source

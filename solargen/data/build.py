@@ -20,6 +20,7 @@ from solargen.data.dataset import Normalisation, SolarDataset, scale_brightness,
 from solargen.data.goes import GOES_CLASSES, read_goes
 from solargen.data.labels import HORIZONS_HOURS, label_frames
 from solargen.data.sources import FrameError, area_resize, open_source
+from solargen.errors import SolargenError
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def _normalisation(raw: np.ndarray, value_range, config: BuildConfig) -> tuple[N
 def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -> SolarDataset:
     """Build the dataset directory `out`; see the module docstring."""
     if config.size < 8:
-        raise ValueError(f"--size {config.size} is too small (minimum 8 pixels)")
+        raise SolargenError(f"--size {config.size} is too small (minimum 8 pixels)")
     source = open_source(config.images, config.channels, config.times)
     times = source.times()
     goes = read_goes(config.goes)
@@ -75,7 +76,7 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
         frames.append(np.stack([area_resize(img, config.size) for img in channels]))
         kept.append(i)
     if not frames:
-        raise ValueError(f"{config.images}: no readable frames ({len(skipped)} skipped: "
+        raise SolargenError(f"{config.images}: no readable frames ({len(skipped)} skipped: "
                          f"{skipped[:3]})")
     raw = np.stack(frames)
     norm, norm_note = _normalisation(raw, source.value_range, config)

@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 
 from solargen.data.goes import GoesError, class_to_flux
+from solargen.errors import SolargenError
 
 EVENT_COLUMNS = ("start", "peak", "end", "goes_class", "peak_flux", "location", "noaa_ar", "source")
 HEK_COLUMNS = ("GEV_START", "GEV_PEAK", "GEV_END", "GOES_CLASS")
 SWPC_COLUMNS = ("date", "start_time", "max_time", "end_time", "goes_class")
 
 
-class CatalogError(ValueError):
+class CatalogError(SolargenError):
     """A flare or CME catalogue that cannot be read as such."""
 
 

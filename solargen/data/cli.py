@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from solargen.errors import SolargenError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,12 +82,12 @@ def _class_mix(text: str) -> tuple[float, ...]:
     for item in filter(None, (t.strip() for t in text.split(","))):
         letter, _, value = item.partition(":")
         if letter.strip().upper() not in weights or not value:
-            raise ValueError(f"--class-mix: {item!r} is not LETTER:WEIGHT with a letter of "
+            raise SolargenError(f"--class-mix: {item!r} is not LETTER:WEIGHT with a letter of "
                              f"{'/'.join(GOES_CLASSES)}")
         try:
             weights[letter.strip().upper()] = float(value)
         except ValueError:
-            raise ValueError(f"--class-mix: weight {value!r} of {letter} is not a number") from None
+            raise SolargenError(f"--class-mix: weight {value!r} of {letter} is not a number") from None
     return tuple(weights.values())
 
 
@@ -103,7 +104,7 @@ def _run_synthetic(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(cfg), indent=2))
         return 0
     if args.out is None:
-        raise ValueError("solargen data synthetic: --out <dataset dir> is required")
+        raise SolargenError("solargen data synthetic: --out <dataset dir> is required")
     ds = write_synthetic_dataset(cfg, args.out)
     print(ds.describe())
     print(f"build report: {Path(args.out) / 'report.md'}")

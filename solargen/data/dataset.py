@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 
 from solargen import io
+from solargen.errors import SolargenError
 
 FRAMES_FILE, LABELS_FILE, META_FILE, REPORT_FILE = "frames.npy", "labels.parquet", "meta.json", "report.md"
 SCALINGS = ("linear", "log", "asinh")
 FORMAT_VERSION = 1
 
 
-class DatasetError(ValueError):
+class DatasetError(SolargenError):
     """A dataset directory that is missing, incomplete or inconsistent."""
 
 

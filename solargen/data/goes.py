@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from solargen.errors import SolargenError
+
 GOES_CLASSES: tuple[str, ...] = ("A", "B", "C", "M", "X")
 CLASS_FLOOR: dict[str, float] = {"A": 1e-8, "B": 1e-7, "C": 1e-6, "M": 1e-5, "X": 1e-4}
 # Physically possible 1-8 A flux range: below 1e-9 is the sensor floor, above 1e-2 never observed.
@@ -24,7 +26,7 @@ FILL_VALUES = (-9999.0, -99999.0, -1.0, 0.0)
 _CLASS_RE = re.compile(r"^\s*([ABCMX])\s*(\d+(?:\.\d*)?)\+?\s*$", re.IGNORECASE)
 
 
-class GoesError(ValueError):
+class GoesError(SolargenError):
     """A flux value or class string that cannot be a GOES measurement."""
 
 

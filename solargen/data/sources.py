@@ -21,15 +21,17 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from solargen.errors import SolargenError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FITS_SUFFIXES = (".fits", ".fts", ".fit", ".fits.gz", ".fts.gz")
 
 
-class SourceError(ValueError):
+class SourceError(SolargenError):
     """An image source that cannot be opened or whose timestamps are unusable (stops the build)."""
 
 
-class FrameError(ValueError):
+class FrameError(SolargenError):
     """One unreadable frame (corrupt file, NaN pixels): the build skips it and reports why."""
 
 

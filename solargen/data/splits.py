@@ -20,10 +20,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from solargen.config import ConfigError, config_path
+from solargen.errors import SolargenError
+
 PARTS = ("train", "val", "test")
 
 
-class SplitError(ValueError):
+class SplitError(SolargenError):
     """A fold definition that is malformed or leaks across the forecast horizon."""
 
 
@@ -127,9 +130,12 @@ def parse_folds(spec: dict, source: str = "<memory>") -> FoldSet:
 
 
 def load_folds(path: str | Path) -> FoldSet:
-    path = Path(path)
+    """A folds YAML given as a path, or a shipped one (`configs/folds/2012-rolling.yaml`)."""
     try:
+        path = config_path(path)
         spec = yaml.safe_load(path.read_text())
+    except ConfigError as exc:
+        raise SplitError(str(exc)) from None
     except (OSError, yaml.YAMLError) as exc:
         raise SplitError(f"{path}: cannot read folds YAML ({exc})") from None
     return parse_folds(spec, str(path))

@@ -61,6 +61,7 @@ from tqdm.auto import tqdm
 from solargen import io
 from solargen.data.dataset import Normalisation, SolarDataset, write_dataset
 from solargen.data.goes import CLASS_FLOOR, GOES_CLASSES, MAX_FLUX, flux_to_class
+from solargen.errors import SolargenError
 
 SOURCE = "synthetic embedded default (solargen.data.synthetic; procedural, not solar observations)"
 # HEK GOES flare events peaking in 2012 (../shared/data/flares/hek_goes_flares_2003_2023.csv).
@@ -161,7 +162,7 @@ class SyntheticSunConfig:
             problems.append(f"background_flux must be (quiet, mean) with 0 < quiet <= mean "
                             f"(got {self.background_flux})")
         if problems:
-            raise ValueError("synthetic sun config: " + "; ".join(problems))
+            raise SolargenError("synthetic sun config: " + "; ".join(problems))
         return self
 
     @property
@@ -561,7 +562,7 @@ class SyntheticSun:
 
     def render(self, frames: np.ndarray | list[int], with_flares: bool = True) -> np.ndarray:
         """Raw frames (T, C, H, W) float32 on the 0-255 browse scale, for frame numbers `frames`."""
-        cfg, g = self.cfg, self.geometry
+        cfg = self.cfg
         requested = np.asarray(frames, dtype=int)
         if requested.size and (requested.min() < 0 or requested.max() >= cfg.n_frames):
             raise IndexError(f"frame numbers must be in [0, {cfg.n_frames})")

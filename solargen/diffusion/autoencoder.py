@@ -19,8 +19,10 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 from tqdm.auto import tqdm
 
+from solargen.errors import SolargenError
 
-class AutoencoderError(ValueError):
+
+class AutoencoderError(SolargenError):
     """Frames or settings the autoencoder cannot use."""
 
 
@@ -105,7 +107,7 @@ def train_model(model: nn.Module, frames: np.ndarray, targets: np.ndarray | None
             y = None if y_all is None else y_all[idx]
             loss = loss_fn(model, x_all[idx], y)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: non-finite loss {loss.item()} in epoch {epoch}")
+                raise AutoencoderError(f"{desc}: non-finite loss {loss.item()} in epoch {epoch}")
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from solargen.config import add_config_arguments, flag_overrides
 from solargen.diffusion.pipeline import DEFAULT_STEPS, SAMPLERS
 
 
@@ -12,17 +13,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_sample(sub)
 
 
+TRAIN_FLAGS = {"output_dir": "output_dir", "dataset": "data.dataset", "fold": "data.fold",
+               "max_steps": "train.max_steps"}
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="training config YAML (configs/ddpm-*.yaml)")
+    add_config_arguments(p, "training (configs/ddpm-*.yaml)")
     p.add_argument("--output-dir", help="override output_dir of the config")
     p.add_argument("--dataset", help="override data.dataset (a dataset directory)")
     p.add_argument("--fold", help="override data.fold")
     p.add_argument("--max-steps", type=int, help="override train.max_steps")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override any config value, e.g. --set train.batch_size=32 (repeatable)")
     p.add_argument("--resume", metavar="latest|CHECKPOINT",
                    help="continue from the newest checkpoint in output_dir ('latest') or a given one")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
 
 
 def _register_train(sub: argparse._SubParsersAction) -> None:
@@ -34,12 +36,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from solargen.diffusion.train import dry_run, load_config, train
-    overrides = list(args.set)
-    for key, value in (("output_dir", args.output_dir), ("data.dataset", args.dataset),
-                       ("data.fold", args.fold), ("train.max_steps", args.max_steps)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, [*flag_overrides(args, TRAIN_FLAGS), *args.set])
     if args.dry_run:
         print(dry_run(cfg), end="")
         return 0

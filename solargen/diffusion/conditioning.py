@@ -27,11 +27,12 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from solargen.data.goes import GOES_CLASSES, check_flux, flux_to_letter
+from solargen.errors import SolargenError
 
 KINDS = ("class", "flux", "both", "class_latent")
 
 
-class ConditioningError(ValueError):
+class ConditioningError(SolargenError):
     """A condition the model cannot take (unknown class, impossible flux, wrong kind)."""
 
 

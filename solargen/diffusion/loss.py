@@ -19,12 +19,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from solargen.errors import SolargenError
+
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 LOSS_WEIGHTINGS = ("uniform", "min_snr")
 
 
-class ObjectiveError(ValueError):
+class ObjectiveError(SolargenError):
     """An objective setting the trainer cannot use."""
 
 

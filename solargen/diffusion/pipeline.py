@@ -31,6 +31,7 @@ from solargen.data.dataset import Normalisation
 from solargen.data.goes import flux_to_letter
 from solargen.diffusion.autoencoder import SolarAutoencoder
 from solargen.diffusion.conditioning import ConditioningError, FlareConditioning, encode_labels
+from solargen.errors import SolargenError
 
 PIPELINE_FORMAT = "solargen-pipeline"
 # Sampler name -> (scheduler class, options over the training scheduler's config). Every sampler is
@@ -59,7 +60,7 @@ UNET_SIZES: dict[str, dict[str, Any]] = {
 }
 
 
-class PipelineError(ValueError):
+class PipelineError(SolargenError):
     """A directory that is not a solargen pipeline, or a sampling request it cannot serve."""
 
 

@@ -24,9 +24,9 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ import torch
 import yaml
 from torch import nn
 
-from solargen import io
+from solargen import config, io
 from solargen.data.dataset import load_dataset
 from solargen.data.goes import GOES_CLASSES, letters_from_flux
 from solargen.data.splits import fold_indices, load_folds
@@ -44,11 +44,12 @@ from solargen.diffusion.loss import DiffusionObjective, ObjectiveConfig, noise_s
 from solargen.diffusion.pipeline import (PIPELINE_FORMAT, SAMPLERS,
                                          SolarDiffusionPipeline, UNetConfig, build_unet,
                                          time_embed_dim)
+from solargen.errors import SolargenError
 
 CLASS_COLUMNS = ("goes_class", "peak_class", "max_class_24h", "max_class_48h", "max_class_72h")
 
 
-class TrainError(ValueError):
+class TrainError(SolargenError):
     """A training configuration or state that cannot be used."""
 
 
@@ -64,7 +65,7 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
+class DiffusionTrainConfig:
     """Optimisation, conditioning, logging and checkpointing."""
 
     conditioning: str = "class"        # class | flux | both
@@ -101,46 +102,17 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: UNetConfig = field(default_factory=UNetConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return config.to_dict(self)
 
 
 # ----------------------------------------------------------------------------- config
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """YAML file (sections data/model/train) plus `section.key=value` overrides -> RunConfig."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise TrainError(f"{path}: cannot read training config ({exc})") from None
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise TrainError(f"override {item!r} must look like section.key=value")
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return _build(RunConfig, raw, str(path or "<overrides>"))
-
-
-def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise TrainError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}")
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise TrainError(f"{where}: unknown {cls.__name__} key(s) {unknown}; known: {sorted(known)}")
-    values = {}
-    for name, value in raw.items():
-        default = getattr(cls(), name)
-        values[name] = _build(type(default), value, f"{where}:{name}") if is_dataclass(default) else value
-    return cls(**values)
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """YAML file (sections data/model/objective/train) plus `section.key=value` overrides."""
+    return config.load_config(RunConfig, path, overrides)
 
 
 def check_config(cfg: RunConfig) -> None:
@@ -501,7 +473,7 @@ def _check_run_dir(out: Path, cfg: RunConfig, resume: str | None, checkpoint: Pa
         raise TrainError(f"{out}: already holds a training run; pass --resume latest to continue it "
                          "or choose a new output_dir")
     if main:
-        io.write_text(saved, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        io.write_text(saved, config.to_yaml(cfg))
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -682,7 +654,7 @@ def _plot_losses(log_csv: Path, path: Path, objective: ObjectiveConfig) -> None:
 
 def dry_run(cfg: RunConfig) -> str:
     check_config(cfg)
-    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    text = config.to_yaml(cfg)
     unet = build_unet(cfg.model)
     n_params = sum(p.numel() for p in unet.parameters())
     return (text + f"# UNet {cfg.model.size}: {n_params / 1e6:.2f} M parameters, blocks "

@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 from solargen import io
+from solargen.config import resolve_device
 from solargen.data.goes import GOES_CLASSES, check_flux, flux_to_class, flux_to_letter
+from solargen.errors import SolargenError
 
 QUICKSTART_DIR = Path("runs/quickstart")
 STUDIO_FILE = "studio.json"          # written by `solargen quickstart`: its model, data, classifier
@@ -34,7 +36,7 @@ SAMPLE_CHUNK = 4                     # images per pipeline call (the granularity
 LOG_FLUX_RANGE = (-8.0, -3.0)        # the app's flux slider: A1.0 to X10
 
 
-class StudioError(ValueError):
+class StudioError(SolargenError):
     """A studio request that cannot be served; the message is meant for the user."""
 
 
@@ -133,19 +135,28 @@ def inspect_model(path: str | Path) -> ModelInfo:
         class_counts=dict(meta.get("class_counts", {})), flux_quantiles=meta.get("flux_quantiles"))
 
 
-_PIPELINES: dict[tuple[str, float], Any] = {}
+_PIPELINES: dict[tuple[str, float, str], Any] = {}
 _CACHE_LOCK = threading.Lock()
+_DEVICE = {"name": "auto"}
+
+
+def use_device(name: str) -> str:
+    """Where the studio samples: "auto" (the GPU when present), "cpu", "cuda", "cuda:1" ..."""
+    _DEVICE["name"] = resolve_device(name)
+    return _DEVICE["name"]
 
 
 def load_pipeline(path: str | Path):
-    """The SolarDiffusionPipeline of a directory, loaded once per process (reloaded when the
-    directory is rewritten). Sampling creates its own scheduler, so threads can share it."""
+    """The SolarDiffusionPipeline of a directory on the studio's device, loaded once per process
+    (reloaded when the directory is rewritten). Sampling creates its own scheduler, so threads can
+    share it."""
     from solargen.diffusion.pipeline import SolarDiffusionPipeline
     info = inspect_model(path)
-    key = (str(info.path.resolve()), (info.path / "model_index.json").stat().st_mtime)
+    device = resolve_device(_DEVICE["name"])
+    key = (str(info.path.resolve()), (info.path / "model_index.json").stat().st_mtime, device)
     with _CACHE_LOCK:
         if key not in _PIPELINES:
-            pipeline = SolarDiffusionPipeline.from_pretrained(info.path)
+            pipeline = SolarDiffusionPipeline.from_pretrained(info.path).to(device)
             pipeline.set_progress_bar_config(disable=True)
             _PIPELINES[key] = pipeline
         return _PIPELINES[key]

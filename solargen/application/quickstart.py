@@ -37,13 +37,14 @@ import yaml
 from tqdm.auto import tqdm
 
 from solargen import io
+from solargen.config import config_path
+from solargen.errors import SolargenError
 
-CHECKOUT = Path(__file__).resolve().parents[1]
 STATE_FILE, REPORT_FILE, TIMINGS_FILE = "quickstart.json", "report.md", "timings.json"
 FOLD_GAP_HOURS = 72            # >= the longest forecast horizon of the ablation tasks
 
 
-class QuickstartError(ValueError):
+class QuickstartError(SolargenError):
     """A quickstart that cannot run as asked (settings, an output directory of another run)."""
 
 
@@ -101,13 +102,6 @@ def preset(out: str = "runs/quickstart", data: str = "", tiny: bool = False, **c
     return replace(QuickstartConfig(out=out, data=data, **base), **changes)
 
 
-def resolve(path: str) -> str:
-    """A config path as given when it exists, else relative to the solargen checkout."""
-    if not path or Path(path).exists() or Path(path).is_absolute():
-        return path
-    return str(CHECKOUT / path) if (CHECKOUT / path).exists() else path
-
-
 # ----------------------------------------------------------------------------- stages
 
 @dataclass
@@ -140,7 +134,7 @@ class Quickstart:
         self.paths = Paths(Path(config.out).resolve())
         self.progress = progress
         self.dataset = Path(config.data).resolve() if config.data else self.paths.data
-        self.folds = Path(resolve(config.folds)).resolve() if config.folds else self.paths.folds
+        self.folds = config_path(config.folds).resolve() if config.folds else self.paths.folds
         self.timings: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ the run
@@ -197,7 +191,7 @@ class Quickstart:
         if not self.config.synthetic:
             raise QuickstartError(f"{self.dataset}: not a solargen dataset (no meta.json); build one "
                                   "with `solargen data build`")
-        from solargen.cli import build_parser
+        from solargen.application.cli import build_parser
         argv = ["data", "synthetic", "--n", str(self.config.synthetic_frames), "--size",
                 str(self.config.size), "--out", str(self.dataset)]
         try:
@@ -239,7 +233,7 @@ class Quickstart:
                      f"data.fold={self.config.fold}", f"model.resolution={ds.size}",
                      f"model.channels={len(ds.channels)}", "train.sample_every=0",
                      *self.config.train_overrides]
-        return load_config(resolve(self.config.train_config), overrides)
+        return load_config(self.config.train_config, overrides)
 
     def train_model(self) -> None:
         from solargen.diffusion.train import train
@@ -257,7 +251,7 @@ class Quickstart:
 
     # ------------------------------------------------------------------ evaluation and ablation
     def evaluate(self) -> None:
-        from eval.features import TrainConfig
+        from solargen.diffusion.autoencoder import FitConfig
         from eval.report import EvalConfig, run_evaluation
         c = self.config
         run_evaluation(EvalConfig(
@@ -266,15 +260,15 @@ class Quickstart:
             feature_spaces=tuple(c.eval_features), seed=c.seed,
             balanced_per_class=c.eval_balanced_per_class, guidance_scale=c.guidance_scale,
             num_inference_steps=c.steps, sampler=c.sampler,
-            train=TrainConfig(epochs=c.eval_epochs, seed=c.seed)))
+            train=FitConfig(epochs=c.eval_epochs, seed=c.seed)))
 
     def ablation_config(self):
         from forecasting.ablation import check_config, load_ablation_config
-        base = load_ablation_config(resolve(self.config.ablation_config))
+        base = load_ablation_config(self.config.ablation_config)
         changes = dict(self.config.ablation_overrides)
         train = replace(base.train, **changes.pop("train", {}))
         generator = replace(base.generator, **changes.pop("generator", {}))
-        generator = replace(generator, config=resolve(generator.config))
+        generator = replace(generator, config=str(config_path(generator.config)))
         config = replace(base, **changes, data=str(self.dataset), folds=str(self.folds),
                          fold_names=[self.config.fold], train=train, generator=generator,
                          cache_dir="")
@@ -297,7 +291,7 @@ class Quickstart:
 
     def write_report(self) -> Path:
         from solargen.data.dataset import load_dataset
-        from solargen.studio import inspect_model
+        from solargen.application.studio import inspect_model
         p, c = self.paths, self.config
         ds = load_dataset(self.dataset)
         info = inspect_model(p.model)
@@ -361,7 +355,3 @@ def summary(config: QuickstartConfig) -> str:
         lines.append("note: everything was made on SYNTHETIC data (the embedded default), not solar data")
     lines += ["open the studio on this model:", f"  {q.app_command()}"]
     return "\n".join(lines)
-
-
-def dry_run(config: QuickstartConfig) -> str:
-    return yaml.safe_dump(asdict(config), sort_keys=False)
