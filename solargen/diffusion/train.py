@@ -71,7 +71,8 @@ class DiffusionTrainConfig:
     conditioning: str = "class"        # class | flux | both
     p_uncond: float = 0.1              # label dropout for classifier-free guidance
     max_steps: int = 20000
-    batch_size: int = 16               # per process
+    batch_size: int = 16               # per process and micro-batch
+    gradient_accumulation_steps: int = 1   # micro-batches per optimiser step
     learning_rate: float = 3e-4
     weight_decay: float = 1e-2
     warmup_steps: int = 500
@@ -124,7 +125,8 @@ def check_config(cfg: RunConfig) -> None:
     if not 0.0 <= t.p_uncond < 1.0:
         raise TrainError(f"train.p_uncond must be in [0, 1), got {t.p_uncond}")
     cfg.objective.check()
-    for name in ("max_steps", "batch_size", "keep_checkpoints", "sample_steps", "log_every"):
+    for name in ("max_steps", "batch_size", "keep_checkpoints", "sample_steps", "log_every",
+                 "gradient_accumulation_steps"):
         if int(getattr(t, name)) < 1:
             raise TrainError(f"train.{name} must be >= 1, got {getattr(t, name)}")
     if t.sample_sampler not in SAMPLERS:
@@ -218,7 +220,10 @@ def load_training_data(cfg: RunConfig) -> tuple[TrainingData, Any]:
 
 
 class BatchOrder:
-    """Frame indices of every step: epoch e shuffled (or class-balanced) by SeedSequence([seed, e])."""
+    """Frame indices of every optimiser step's global batch: epoch e shuffled (or class-balanced)
+    by SeedSequence([seed, e]). A global batch is processes x micro-batches x batch_size frames;
+    what a process sees is a slice of it (`chunk`), so the frames of a step do not depend on how
+    it is split across processes and accumulation."""
 
     def __init__(self, letters: np.ndarray, global_batch: int, seed: int, balanced: bool):
         self.n, self.global_batch, self.seed = len(letters), global_batch, seed
@@ -230,20 +235,26 @@ class BatchOrder:
         self.weights = w / w.sum() if balanced else None
         self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
 
-    def indices(self, step: int, rank: int, per_process: int) -> np.ndarray:
+    def indices(self, step: int) -> np.ndarray:
         epoch, pos = divmod(step, self.steps_per_epoch)
         if epoch != self._epoch:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))
             self._order = (rng.choice(self.n, size=self.n, p=self.weights) if self.weights is not None
                            else rng.permutation(self.n))
             self._epoch = epoch
-        batch = self._order[pos * self.global_batch:(pos + 1) * self.global_batch]
-        return np.sort(batch[rank * per_process:(rank + 1) * per_process])
+        return self._order[pos * self.global_batch:(pos + 1) * self.global_batch]
 
 
-def step_generator(seed: int, step: int, rank: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """The random stream of one step on one process (noise, timesteps, label dropout)."""
-    state = np.random.SeedSequence([seed, step, rank, 1]).generate_state(1, dtype=np.uint64)[0]
+def chunk(micro: int, rank: int, processes: int, batch_size: int) -> slice:
+    """The rows of a global batch that micro-batch `micro` of process `rank` trains on."""
+    start = (micro * processes + rank) * batch_size
+    return slice(start, start + batch_size)
+
+
+def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """The random stream of one optimiser step (noise, timesteps, label dropout of its whole global
+    batch; every process draws all of it and keeps its chunk)."""
+    state = np.random.SeedSequence([seed, step, 1]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator(device=device).manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
@@ -321,9 +332,13 @@ class TrainResult:
     loop_seconds: float = 0.0       # wall time of the training steps (no setup, no final save)
 
 
-def resolve_mixed_precision(value: str) -> str:
+def resolve_mixed_precision(value: str) -> str | None:
+    """auto: what `accelerate launch --mixed_precision` said (None lets accelerate read it), else
+    bf16 on a GPU that has it, else no. An explicit value wins over the launcher."""
     if value != "auto":
         return value
+    if "ACCELERATE_MIXED_PRECISION" in os.environ:
+        return None
     return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
@@ -340,7 +355,9 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
     check_config(cfg)
     out = Path(cfg.output_dir)
     t = cfg.train
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(t.mixed_precision))
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(t.mixed_precision),
+                              gradient_accumulation_steps=t.gradient_accumulation_steps)
+    processes, micro_batches = accelerator.num_processes, t.gradient_accumulation_steps
     main = accelerator.is_main_process
     checkpoint = resolve_resume(out, resume)
     _check_run_dir(out, cfg, resume, checkpoint, main)
@@ -358,7 +375,9 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
         print(f"training on {summary['frames_used']} of {summary['frames_in_window']} frames of fold "
               f"{summary['fold']} ({summary['train_window'][0]} to {summary['train_window'][1]}); "
               f"excluded: {excluded or 'none'}; classes {summary['class_counts']}")
-        io.write_json(out / "data_summary.json", summary)
+        io.write_json(out / "data_summary.json", {**summary, "processes": processes,
+                                                  "gradient_accumulation_steps": micro_batches,
+                                                  "global_batch": t.batch_size * processes * micro_batches})
 
     if t.conditioning == "class_latent":
         data.latent_encoder, data.latent = fit_latent_encoder(cfg, data, out / "latent_encoder", main)
@@ -371,8 +390,9 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
         model = model.to(memory_format=torch.channels_last)
     objective = DiffusionObjective(cfg.objective)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.learning_rate, weight_decay=t.weight_decay)
-    lr_schedule = get_scheduler("cosine", optimizer, num_warmup_steps=t.warmup_steps,
-                                num_training_steps=t.max_steps)
+    # accelerate steps a prepared scheduler once per process per optimiser step: count in those
+    lr_schedule = get_scheduler("cosine", optimizer, num_warmup_steps=t.warmup_steps * processes,
+                                num_training_steps=t.max_steps * processes)
     ema = EMAModel(model.parameters(), decay=t.ema_decay, use_ema_warmup=True, power=t.ema_power,
                    foreach=True)
     model, optimizer, lr_schedule = accelerator.prepare(model, optimizer, lr_schedule)
@@ -389,8 +409,9 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
     elif resume is not None and main:
         print(f"no checkpoint under {out / 'checkpoints'}; starting from step 0")
 
-    order = BatchOrder(data.letters, t.batch_size * accelerator.num_processes, cfg.seed,
-                       t.balanced_sampling)
+    global_batch = t.batch_size * processes * micro_batches
+    order = BatchOrder(data.letters, global_batch, cfg.seed, t.balanced_sampling)
+    shape = (global_batch, *data.frames.shape[1:])
     logger = _Logger(out, start, main)
     unwrapped = accelerator.unwrap_model(model)
     if t.compile:
@@ -405,29 +426,36 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
     tic = time.perf_counter()
     model.train()
     for step in bar:
-        idx = torch.from_numpy(order.indices(step, accelerator.process_index, t.batch_size))
-        gen = step_generator(cfg.seed, step, accelerator.process_index, noise_device)
-        x0 = frames[idx.to(noise_device)].float()
-        noise = torch.randn(x0.shape, generator=gen, device=noise_device)
-        timesteps = torch.randint(0, cfg.objective.num_train_timesteps, (len(idx),), generator=gen,
-                                  device=noise_device)
-        null = torch.rand(len(idx), generator=gen, device=noise_device) < t.p_uncond
-        x0, noise, timesteps, null = x0.to(dev), noise.to(dev), timesteps.to(dev), null.to(dev)
-        noisy = objective.add_noise(x0, noise, timesteps).contiguous(memory_format=memory_format)
-        with accelerator.autocast():
-            pred = model(noisy, timesteps, data.class_index[idx].to(dev), data.log_flux[idx].to(dev), null,
-                         None if data.latent is None else data.latent[idx].to(dev))
-        loss = objective.loss(pred, x0, noise, timesteps)
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
-        optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        batch = torch.from_numpy(order.indices(step))
+        gen = step_generator(cfg.seed, step, noise_device)
+        noise_all = torch.randn(shape, generator=gen, device=noise_device)
+        timesteps_all = torch.randint(0, cfg.objective.num_train_timesteps, (global_batch,), generator=gen,
+                                      device=noise_device)
+        null_all = torch.rand(global_batch, generator=gen, device=noise_device) < t.p_uncond
+        step_loss = torch.zeros((), device=dev)
+        for micro in range(micro_batches):
+            rows = chunk(micro, accelerator.process_index, processes, t.batch_size)
+            idx = batch[rows]
+            x0 = frames[idx.to(noise_device)].float().to(dev)
+            noise, timesteps, null = noise_all[rows].to(dev), timesteps_all[rows].to(dev), null_all[rows].to(dev)
+            with accelerator.accumulate(model):
+                noisy = objective.add_noise(x0, noise, timesteps).contiguous(memory_format=memory_format)
+                with accelerator.autocast():
+                    pred = model(noisy, timesteps, data.class_index[idx].to(dev), data.log_flux[idx].to(dev),
+                                 null, None if data.latent is None else data.latent[idx].to(dev))
+                loss = objective.loss(pred, x0, noise, timesteps)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), t.grad_clip)
+                optimizer.step()
+                lr_schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+            step_loss += loss.detach() / micro_batches
         ema.step(unwrapped.parameters())
 
         done = step + 1
         if done % t.log_every == 0 or done == t.max_steps or done == stop_after:
-            value = accelerator.gather(loss.detach()[None]).mean().item()
+            value = accelerator.gather(step_loss[None]).mean().item()
             if not np.isfinite(value):
                 raise TrainError(f"loss is {value} at step {done}; stopping (never skipped)")
             losses[done] = value
