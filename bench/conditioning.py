@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from solargen import io  # noqa: E402
-from solargen.data.dataset import load_dataset  # noqa: E402
+from solargen.data.dataset import from_uint8, load_dataset, to_uint8  # noqa: E402
 from solargen.data.goes import GOES_CLASSES  # noqa: E402
 
 DECADE = {c: -8.0 + i for i, c in enumerate(GOES_CLASSES)}   # log10 flux at the bottom of a class
@@ -61,8 +61,19 @@ def draw(pipe, per_class: int, steps: int, batch: int, device: torch.device) -> 
     flux = np.asarray(conditions.get("goes_flux", [np.nan] * len(out["images"])), dtype=float)
     letters = (np.asarray(conditions["flare_class"]) if "flare_class" in conditions
                else letters_from_flux(flux).astype(str))
-    return {"images": np.round((out["images"] + 1) * 127.5).clip(0, 255).astype(np.uint8),
+    return {"images": to_uint8(out["images"]),
             "flare_class": letters.astype(str), "goes_flux": flux}
+
+
+def read_as(true: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, dict[str, int]]:
+    """For each class of `names` that `true` holds, how often the classifier read it as each class
+    (its row of the confusion matrix)."""
+    from sklearn.metrics import confusion_matrix
+    present = [c for c in names if (true == c).any()]
+    if not present:
+        return {}
+    cm = confusion_matrix(true, pred, labels=names)
+    return {c: dict(zip(names, cm[names.index(c)].tolist())) for c in present}
 
 
 def models(args: argparse.Namespace) -> None:
@@ -120,8 +131,8 @@ def score(args: argparse.Namespace) -> dict:
     classifier, _ = train_classifier(frames[fit], letters[fit], names, fit_cfg)
     regressor, _ = train_flux_regressor(frames[fit], flux[fit], fit_cfg)
     real_pred = np.asarray(classify(classifier, frames[held]))
-    real_recall = {c: float(np.mean(real_pred[letters[held] == c] == c))
-                   for c in names if (letters[held] == c).any()}
+    real_recall = {c: row[c] / sum(row.values())
+                   for c, row in read_as(letters[held], real_pred, names).items()}
     real_rho = float(spearmanr(np.log10(flux[held]), read_log_flux(regressor, frames[held])).statistic)
 
     sets = {kind: dict(np.load(work / f"samples-{kind}.npz")) for kind in
@@ -136,13 +147,13 @@ def score(args: argparse.Namespace) -> dict:
            "real_recall_per_class": real_recall, "real_spearman": real_rho,
            "chance": 1.0 / len(names), "models": {}}
     for kind, s in sets.items():
-        gen = s["images"].astype(np.float32) / 127.5 - 1.0
+        gen = from_uint8(s["images"])
         pred = np.asarray(classify(classifier, gen))
         asked = s["flare_class"].astype(str)
-        per_class = {c: float(np.mean(pred[asked == c] == c)) for c in names if (asked == c).any()}
+        rows = read_as(asked, pred, names)
         m = {"n": int(len(gen)), "agreement": float(np.mean(pred == asked)),
-             "agreement_per_class": per_class,
-             "read_as": {c: {r: int(np.sum(pred[asked == c] == r)) for r in names} for c in per_class}}
+             "agreement_per_class": {c: row[c] / sum(row.values()) for c, row in rows.items()},
+             "read_as": rows}
         if np.isfinite(s["goes_flux"]).all():
             read = read_log_flux(regressor, gen)
             m["spearman_flux"] = float(spearmanr(np.log10(s["goes_flux"]), read).statistic)

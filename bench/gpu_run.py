@@ -35,12 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from solargen import io  # noqa: E402
-from solargen.data.dataset import load_dataset, write_dataset  # noqa: E402
+from solargen.data.dataset import from_uint8, load_dataset, to_uint8, write_dataset  # noqa: E402
 from solargen.data.splits import fold_indices, load_folds  # noqa: E402
 
 # A sampler spec is "<name>:<steps>", e.g. dpm:20 or ddpm:250.
 DEFAULT_SAMPLERS = ("dpm:20", "ddpm:250", "unipc:20", "dpm-karras:20", "ddim:50", "ddpm:1000")
-SATURATED = 250 / 127.5 - 1.0      # a pixel at >= 250 of 255: saturated in the 8-bit browse scale
+SATURATED = float(from_uint8(250))  # a pixel at >= 250 of 255: saturated in the 8-bit browse scale
 TARGETS = {"train_img_per_s": 5000, "dpm20_img_per_s": 2000, "dpm20_vs_ddpm_fid_ratio": 1.10,
            "fid_vs_floor_ratio": 3.0}
 
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> dict:
             with _autocast(device):
                 out = sample_set(pipe, flare_class=classes, seed=k * 100_000, batch_size=args.speed_batch,
                                  sampler=name, num_inference_steps=n_steps, progress=False)
-            images.append(np.round((out["images"] + 1) * 127.5).clip(0, 255).astype(np.uint8))
+            images.append(to_uint8(out["images"]))
             labels.append(out["flare_class"])
         path = work / f"samples-{name}-{n_steps}.npz"
         with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -278,7 +278,7 @@ def main_score(work: Path, results: Path, bundle: str | None = None, encoder_epo
     generated = {}
     for spec, name in info.get("sets", {}).get("files", {}).items():
         with np.load(work / name) as z:
-            generated[spec] = {"images": z["images"].astype(np.float32) / 127.5 - 1.0,
+            generated[spec] = {"images": from_uint8(z["images"]),
                                "flare_class": z["flare_class"]}
 
     if reuse and (results / "fid.json").is_file():      # re-render from the stored FIDs

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from solargen.data.dataset import to_uint8
 from solargen.diffusion.autoencoder import SolarAutoencoder
 from solargen.errors import SolargenError
 
@@ -52,7 +53,7 @@ def to_uint8_rgb(frames: np.ndarray) -> np.ndarray:
     if channels not in (1, 3):
         raise FeatureError(f"InceptionV3 reads grey (1 channel) or RGB (3 channels) images; these "
                            f"frames have {channels} channels: evaluate one channel at a time")
-    u8 = np.round((np.clip(frames, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+    u8 = to_uint8(frames)
     u8 = np.repeat(u8, 3, axis=1) if channels == 1 else u8
     return np.ascontiguousarray(u8.transpose(0, 2, 3, 1))
 

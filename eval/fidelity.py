@@ -1,10 +1,10 @@
 """Classifier fidelity: a small CNN trained on real training frames only, scored on held-out real
 frames and on a class-balanced generated set.
 
-Scores come from the confusion matrix (rows = true class, columns = predicted): per class
-precision = C_kk / column sum, recall = C_kk / row sum, F1 = 2PR / (P + R) (0 where undefined);
-macro = the unweighted mean over the classes present in the evaluated set. The headline is
-macro-F1(generated) / macro-F1(real), both over the classes the two sets share.
+Scores (scikit-learn's): per class precision, recall and F1 = 2PR / (P + R) (0 where undefined),
+with the confusion matrix (rows = true class, columns = predicted); macro = the unweighted mean over
+the classes present in the evaluated set. The headline is macro-F1(generated) / macro-F1(real),
+both over the classes the two sets share.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch import nn
 
 from solargen.diffusion.autoencoder import FitConfig, train_model
@@ -83,46 +84,35 @@ def classify(model: SmallCNN, frames: np.ndarray) -> list[str]:
     return [names[i] for i in model.predict(frames).argmax(axis=1)]
 
 
-def confusion(true: Sequence[str], pred: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
-    names = list(class_names)
-    cm = np.zeros((len(names), len(names)), dtype=np.int64)
-    for t, p in zip(true, pred):
-        cm[names.index(t), names.index(p)] += 1
-    return cm
-
-
-def scores_from_confusion(cm: np.ndarray, class_names: Sequence[str],
-                          macro_over: Sequence[str] | None = None) -> dict:
+def class_scores(true: Sequence[str], pred: Sequence[str], class_names: Sequence[str],
+                 macro_over: Sequence[str] | None = None) -> dict:
     """Per-class precision/recall/F1/support and their macro means (over `macro_over`, default
-    the classes with support > 0)."""
-    cm = np.asarray(cm, dtype=float)
-    tp, col, row = np.diag(cm), cm.sum(axis=0), cm.sum(axis=1)
-    precision = np.divide(tp, col, out=np.zeros_like(tp), where=col > 0)
-    recall = np.divide(tp, row, out=np.zeros_like(tp), where=row > 0)
-    denom = precision + recall
-    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    the classes with support > 0), with the confusion matrix."""
     names = list(class_names)
+    unknown = sorted(set(true) - set(names))     # sklearn would leave them out silently
+    if unknown:
+        raise ValueError(f"true classes {unknown} are not among the classes {names}")
+    precision, recall, f1, support = precision_recall_fscore_support(true, pred, labels=names,
+                                                                     zero_division=0)
     per_class = {c: {"precision": float(precision[i]), "recall": float(recall[i]),
-                     "f1": float(f1[i]), "support": int(row[i])} for i, c in enumerate(names)}
-    macro_over = [c for c in names if row[names.index(c)] > 0] if macro_over is None else list(macro_over)
+                     "f1": float(f1[i]), "support": int(support[i])} for i, c in enumerate(names)}
+    macro_over = [c for c in names if per_class[c]["support"] > 0] if macro_over is None else list(macro_over)
     if not macro_over:
         raise ValueError("macro scores need at least one class with support")
     macro = {k: float(np.mean([per_class[c][k] for c in macro_over])) for k in ("precision", "recall", "f1")}
     return {"per_class": per_class, "macro": macro, "macro_over": macro_over,
-            "confusion": cm.astype(np.int64).tolist(), "class_names": names}
+            "confusion": confusion_matrix(true, pred, labels=names).tolist(), "class_names": names}
 
 
 def fidelity_summary(model: SmallCNN, real_frames: np.ndarray, real_class: Sequence[str],
                      gen_frames: np.ndarray, gen_class: Sequence[str]) -> dict:
     """Scores on held-out real and generated frames, and the macro-F1 ratio over shared classes."""
     names = list(model.config.class_names)
-    cm_real = confusion(real_class, classify(model, real_frames), names)
-    cm_gen = confusion(gen_class, classify(model, gen_frames), names)
-    shared = [c for i, c in enumerate(names) if cm_real[i].sum() > 0 and cm_gen[i].sum() > 0]
+    shared = [c for c in names if c in set(real_class) and c in set(gen_class)]
     if not shared:
         raise ValueError("fidelity: held-out real and generated sets share no class")
-    real = scores_from_confusion(cm_real, names, shared)
-    gen = scores_from_confusion(cm_gen, names, shared)
+    real = class_scores(real_class, classify(model, real_frames), names, shared)
+    gen = class_scores(gen_class, classify(model, gen_frames), names, shared)
     ratio = gen["macro"]["f1"] / real["macro"]["f1"] if real["macro"]["f1"] > 0 else float("nan")
     return {"classes": names, "shared_classes": shared, "n_real": int(len(real_class)),
             "n_generated": int(len(gen_class)), "real": real, "generated": gen,

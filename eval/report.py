@@ -25,7 +25,7 @@ from eval import clusters, faithfulness, fid, fidelity, maps, novelty
 from eval.features import FEATURE_SPACES, DomainExtractor, get_extractor
 from solargen import io
 from solargen.config import load_config, resolve_device
-from solargen.data.dataset import SolarDataset, load_dataset
+from solargen.data.dataset import SolarDataset, from_uint8, load_dataset
 from solargen.data.goes import GOES_CLASSES, flux_to_letter
 from solargen.data.splits import fold_indices, load_folds
 from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
@@ -94,38 +94,17 @@ class GeneratedSet:
             out.append(str(c) if c else (flux_to_letter(float(f)) if np.isfinite(f) else ""))
         return np.array(out, dtype=object)
 
+    @classmethod
+    def from_npz(cls, path: str | Path) -> "GeneratedSet":
+        """A synthetic-set NPZ, read and checked by the diffusion layer's reader."""
+        from solargen.diffusion.sample import load_npz
+        s = load_npz(path)
+        return cls(s["images"], s["flare_class"].astype(object), s["goes_flux"], json.loads(s["meta"]),
+                   str(path))
+
     def subset(self, idx: np.ndarray) -> "GeneratedSet":
         return GeneratedSet(self.images[idx], self.flare_class[idx], self.goes_flux[idx], self.meta,
                             self.source)
-
-
-def _checked_images(images: np.ndarray, where: str) -> np.ndarray:
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim != 4:
-        raise EvalError(f"{where}: images must be (N, C, H, W), got shape {images.shape}")
-    if not np.isfinite(images).all():
-        raise EvalError(f"{where}: images contain NaN or infinite values")
-    if images.min() < -1.001 or images.max() > 1.001:
-        raise EvalError(f"{where}: images span [{images.min():.3g}, {images.max():.3g}], not the "
-                        "normalised [-1, 1] of dataset frames")
-    return np.clip(images, -1.0, 1.0)
-
-
-def load_npz(path: str | Path) -> GeneratedSet:
-    """A synthetic-set NPZ (images, flare_class, goes_flux, seed, meta)."""
-    path = Path(path)
-    with np.load(path, allow_pickle=False) as z:
-        if "images" not in z:
-            raise EvalError(f"{path}: not a synthetic set (no 'images' array; keys {sorted(z.files)})")
-        images = _checked_images(z["images"], str(path))
-        n = len(images)
-        flare_class = z["flare_class"].astype(str) if "flare_class" in z else np.full(n, "")
-        goes_flux = z["goes_flux"].astype(float) if "goes_flux" in z else np.full(n, np.nan)
-        meta = json.loads(str(z["meta"])) if "meta" in z else {}
-    if len(flare_class) != n or len(goes_flux) != n:
-        raise EvalError(f"{path}: {n} images but {len(flare_class)} flare_class and "
-                        f"{len(goes_flux)} goes_flux entries")
-    return GeneratedSet(images, flare_class.astype(object), goes_flux, meta, str(path))
 
 
 def load_png_folder(path: str | Path, channels: int) -> GeneratedSet:
@@ -138,12 +117,12 @@ def load_png_folder(path: str | Path, channels: int) -> GeneratedSet:
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
         raise EvalError(f"{path}: PNG frames can stand for 1- or 3-channel datasets, not {channels}")
-    arrays = [np.asarray(Image.open(f).convert(mode), dtype=np.float32) for f in files]
+    arrays = [np.asarray(Image.open(f).convert(mode)) for f in files]
     if len({a.shape for a in arrays}) != 1:
         raise EvalError(f"{path}: the PNG frames differ in size")
     stack = np.stack(arrays)
     stack = stack[:, None] if channels == 1 else stack.transpose(0, 3, 1, 2)
-    images = stack / 127.5 - 1.0
+    images = from_uint8(stack)
     flare_class, goes_flux = np.full(len(files), "", dtype=object), np.full(len(files), np.nan)
     labels_csv = path / "labels.csv"
     if labels_csv.is_file():
@@ -156,7 +135,7 @@ def load_png_folder(path: str | Path, channels: int) -> GeneratedSet:
             flare_class = rows["flare_class"].fillna("").astype(str).to_numpy(dtype=object)
         if "goes_flux" in rows:
             goes_flux = rows["goes_flux"].astype(float).to_numpy()
-    return GeneratedSet(images.astype(np.float32), flare_class, goes_flux, {}, str(path))
+    return GeneratedSet(images, flare_class, goes_flux, {}, str(path))
 
 
 # --------------------------------------------------------------------------- set drawing
@@ -219,7 +198,7 @@ def sample_from_model(model_dir: str | Path, plan: dict[str, list], config: Eval
                             num_inference_steps=config.num_inference_steps,
                             guidance_scale=config.guidance_scale)
         write_npz(path, result)
-    return load_npz(path)
+    return GeneratedSet.from_npz(path)
 
 
 def _sample_plan(model_dir: Path, config: EvalConfig, size: int, classes: list[str], proportions: dict[str, float],
@@ -266,12 +245,13 @@ def _frames(ds: SolarDataset, idx: np.ndarray) -> np.ndarray:
 
 def _cached_model(directory: Path, cls: type, key: dict, train: Callable[[], tuple[Any, list[float]]]):
     """Load a model trained with identical inputs from `directory`, else train and save it."""
-    info_path = directory / "train_info.json"
+    info_path = io.recover_dir(directory) / "train_info.json"
     if info_path.is_file() and io.read_json(info_path).get("key") == key:
         return cls.from_pretrained(directory), io.read_json(info_path)["losses"]
     model, losses = train()
-    model.save_pretrained(directory)
-    io.write_json(info_path, {"key": key, "losses": losses})
+    with io.atomic_dir(directory) as tmp:
+        model.save_pretrained(tmp)
+        io.write_json(tmp / info_path.name, {"key": key, "losses": losses})
     return model, losses
 
 
@@ -307,7 +287,7 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     if model_dir:
         gen_meta = io.read_json(source / "model_index.json").get("metadata", {})
     else:
-        gen = load_npz(source) if source.suffix == ".npz" else load_png_folder(source, len(ds.channels))
+        gen = GeneratedSet.from_npz(source) if source.suffix == ".npz" else load_png_folder(source, len(ds.channels))
         gen_meta = gen.meta
     label_col, flux_col = _resolve_columns(config, gen_meta, ds.labels)
     trained_on = gen_meta.get("training", {})

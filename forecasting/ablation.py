@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -257,7 +255,7 @@ def ensure_generator(config: AblationConfig, ds, fold, label_column: str,
     if record_path.is_file():
         return io.read_json(record_path)
     tic = time.perf_counter()
-    if not pretrained and not pipeline_dir.is_dir():
+    if not pretrained and not io.recover_dir(pipeline_dir).is_dir():
         cfg = _generator_run_config(config, ds, fold, label_column)
         cfg.output_dir = str(pipeline_dir.parent)
         print(f"training the fold-{fold.name} generator ({label_column}) into {pipeline_dir.parent}")
@@ -445,19 +443,16 @@ def summarise(scores: dict[str, Any], classes: tuple[str, ...]) -> dict[str, flo
     """Flat scalar metrics of `score_forecasts`: TSS/HSS/recall/precision (>= M), BSS, GMGS,
     accuracy, macro-F1 and per-class accuracy (recall) `acc_<class>`."""
     cm = np.asarray(scores["confusion_matrix"], dtype=float)
-    ge = scores["ge_m"]
+    per_class, ge = scores["per_class"], scores["ge_m"]
     out = {"tss": ge["tss"], "hss": ge["hss"], "recall_ge_m": ge["recall"],
            "precision_ge_m": ge["precision"], "bss_ge_m": scores["bss_ge_m"],
            "accuracy": float(np.trace(cm) / cm.sum())}
     if "gmgs" in scores:
         out.update(gmgs=scores["gmgs"], hss_k=scores["hss"], peirce=scores["peirce"])
-    f1 = []
+    observed = np.asarray(per_class["support"]) > 0
     for i, c in enumerate(classes):
-        observed, forecast = cm[i].sum(), cm[:, i].sum()
-        out[f"acc_{c}"] = float(cm[i, i] / observed) if observed else float("nan")
-        if observed:
-            f1.append(2 * cm[i, i] / (observed + forecast))
-    out["macro_f1"] = float(np.mean(f1)) if f1 else float("nan")
+        out[f"acc_{c}"] = per_class["recall"][i] if observed[i] else float("nan")
+    out["macro_f1"] = float(np.mean(np.asarray(per_class["f1"])[observed])) if observed.any() else float("nan")
     return {k: float(v) for k, v in out.items()}
 
 
@@ -484,7 +479,7 @@ def run_cell(config: AblationConfig, cell: Cell, data: CellData, out: Path,
     k = data.task.num_classes
     real_counts = np.bincount(real_targets, minlength=k)
     climatology, _ = metrics.climatology(real_targets, k)
-    model_dir = out / MODELS_DIR / cell.id
+    model_dir = io.recover_dir(out / MODELS_DIR / cell.id)
     cached = io.read_json(model_dir / "fit.json") if (model_dir / "fit.json").is_file() else {}
     if cached.get("fingerprint") == config.fingerprint():
         fit = cached
@@ -528,13 +523,10 @@ def run_cell(config: AblationConfig, cell: Cell, data: CellData, out: Path,
 
 
 def _save_model(model: torch.nn.Module, fit: dict[str, Any], model_dir: Path) -> None:
-    """save_pretrained into a temporary sibling, fit.json inside, then rename into place."""
-    tmp = model_dir.with_name(f".{model_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.to("cpu").save_pretrained(tmp / "model")
-    io.write_json(tmp / "fit.json", fit)
-    shutil.rmtree(model_dir, ignore_errors=True)
-    os.replace(tmp, model_dir)
+    """save_pretrained and fit.json into a temporary sibling, then swapped into place."""
+    with io.atomic_dir(model_dir) as tmp:
+        model.to("cpu").save_pretrained(tmp / "model")
+        io.write_json(tmp / "fit.json", fit)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -720,6 +712,7 @@ def _finished(out: Path, cell: Cell, config: AblationConfig) -> bool:
 
 def _generation_costs(cache: Path, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Seconds spent training each generator and sampling each synthetic set the cells used."""
+    from solargen.diffusion.sample import load_npz
     costs, seen = [], set()
     for r in results:
         g = r.get("generator")
@@ -729,8 +722,7 @@ def _generation_costs(cache: Path, results: list[dict[str, Any]]) -> list[dict[s
         record = io.read_json(_generator_record_path(cache, g["key"]))
         sampling = []
         for npz in sorted((cache / "synthetic" / g["key"]).glob("*.npz")):
-            with np.load(npz, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))["sampling"]
+            meta = json.loads(load_npz(npz)["meta"])["sampling"]
             sampling.append({"file": npz.name, "images": meta["n"], "seconds": meta.get("seconds"),
                              "device": meta.get("device", "cpu")})
         costs.append({"key": g["key"], "fold": g["fold"], "train_seconds": record["train_seconds"],

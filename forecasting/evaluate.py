@@ -43,7 +43,7 @@ class CheckpointError(SolargenError):
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], torch.nn.Module]:
     path = Path(path)
-    if not (path / CHECKPOINT_FILE).is_file() or not (path / MODEL_DIR).is_dir():
+    if not (path / CHECKPOINT_FILE).is_file() or not io.recover_dir(path / MODEL_DIR).is_dir():
         raise CheckpointError(f"{path}: not a forecaster checkpoint ({CHECKPOINT_FILE} or "
                               f"{MODEL_DIR}/ missing; train one with `solargen forecast train`)")
     meta = io.read_json(path / CHECKPOINT_FILE)

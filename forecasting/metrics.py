@@ -8,14 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn import metrics as skm
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts (K, K), rows = observed, columns = forecast."""
-    y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
-    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
-    return cm
+    return skm.confusion_matrix(np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int),
+                                labels=np.arange(num_classes)).astype(np.int64)
 
 
 def _ratio(num: float, den: float) -> float:
@@ -122,19 +121,24 @@ def score_forecasts(probs: np.ndarray, targets: np.ndarray, train_climatology: n
     `event_class` is the first class counted as >= M (1 for binary tasks, 2 for O/C/M/X).
     BSS and the primary GMGS use the TRAINING climatology; `gmgs_eval_climatology` uses the
     evaluated set's own observed frequencies (the form for which GMGS = mean of the threshold
-    TSS scores) and is NaN when a class is absent from the evaluated set.
+    TSS scores) and is NaN when a class is absent from the evaluated set. `per_class` holds each
+    class's precision, recall and F1 of the argmax forecast (0 where undefined) and its support.
     """
     probs = np.asarray(probs, dtype=float)
     targets = np.asarray(targets, dtype=int)
     k = probs.shape[1]
     pred = probs.argmax(axis=1)
     cm = confusion_matrix(targets, pred, k)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        targets, pred, labels=np.arange(k), zero_division=0)
     event_prob = probs[:, event_class:].sum(axis=1)
     event = (targets >= event_class).astype(float)
     train_rate = float(np.asarray(train_climatology)[event_class:].sum())
     out: dict[str, Any] = {
         "n": int(len(targets)),
         "confusion_matrix": cm.tolist(),
+        "per_class": {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+                      "support": support.tolist()},
         "ge_m": binary_scores(threshold_table(cm, event_class)),
         "bss_ge_m": brier_skill(event_prob, event, train_rate),
         "brier_ge_m": brier(event_prob, event),

@@ -16,7 +16,6 @@ with the same seed, continues exactly as an uninterrupted run would.
 """
 from __future__ import annotations
 
-import os
 import random
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -96,16 +95,6 @@ class EpochSampler(Sampler[int]):
             return iter(torch.randperm(self.n, generator=g).tolist())
         w = torch.as_tensor(self.weights, dtype=torch.float64)
         return iter(torch.multinomial(w, self.n, replacement=True, generator=g).tolist())
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Swap a fully written directory into place (the old one is removed only afterwards)."""
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -249,10 +238,8 @@ class _Stage:
 def _save_best(accelerator: Accelerator, model, out: Path) -> None:
     if not accelerator.is_main_process:
         return
-    tmp = out / f".{MODEL_DIR}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.unwrap_model(model).save_pretrained(tmp)
-    _replace_dir(tmp, out / MODEL_DIR)
+    with io.atomic_dir(out / MODEL_DIR) as tmp:
+        accelerator.unwrap_model(model).save_pretrained(tmp)
 
 
 def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, scheduler,
@@ -363,11 +350,9 @@ def _classifier_retraining(config: ForecastConfig, accelerator: Accelerator, mod
                            loader_kw: dict) -> dict[str, Any]:
     """cRT: best stage-1 model, frozen backbone, re-initialised head, class-balanced sampling."""
     stage1 = out / STAGE1_DIR
-    if accelerator.is_main_process and not stage1.is_dir():
-        tmp = out / f".{STAGE1_DIR}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(out / MODEL_DIR, tmp)
-        os.replace(tmp, stage1)
+    if accelerator.is_main_process and not io.recover_dir(stage1).is_dir():
+        with io.atomic_dir(stage1) as tmp:
+            shutil.copytree(io.recover_dir(out / MODEL_DIR), tmp, dirs_exist_ok=True)
     accelerator.wait_for_everyone()
     base = accelerator.unwrap_model(model)
     base.load_state_dict(type(base).from_pretrained(stage1).state_dict())

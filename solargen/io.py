@@ -1,9 +1,14 @@
-"""Atomic writes and provenance: nothing half-written survives a kill."""
+"""Atomic writes and provenance: nothing half-written survives a kill.
+
+Files: `atomic_path` (write beside, then rename). Directories: `atomic_dir` (write a '.'-prefixed
+sibling, then `swap_dir`); a reader of such a directory calls `recover_dir` first, which undoes a
+swap that a kill stopped between its two renames."""
 from __future__ import annotations
 
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -14,6 +19,13 @@ from typing import Any, Iterator
 import numpy as np
 
 
+def _usual_mode(mode: int) -> int:
+    """`mode` less the process umask: the permissions a plain open() or mkdir() would give."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -21,9 +33,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+    os.chmod(tmp, _usual_mode(0o666))  # mkstemp creates 0600
     tmp_path = Path(tmp)
     try:
         yield tmp_path
@@ -31,6 +41,48 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _old(target: Path) -> Path:
+    return target.with_name(f".{target.name}.old")
+
+
+def recover_dir(target: str | os.PathLike) -> Path:
+    """Undo a directory swap a kill stopped between its two renames: when `target` is missing and
+    `.<name>.old` exists, rename that back. Returns `target` as a Path."""
+    target = Path(target)
+    old = _old(target)
+    if not target.exists() and old.is_dir():
+        os.replace(old, target)
+    return target
+
+
+def swap_dir(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Put the complete directory `tmp` in place of `target`: target -> .<name>.old, tmp -> target,
+    then remove .old. A kill at any point leaves the complete old or the complete new directory
+    (after `recover_dir`)."""
+    target = recover_dir(target)
+    old = _old(target)
+    shutil.rmtree(old, ignore_errors=True)      # a kill while removing it left part of an old one
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh empty directory beside `target` ('.'-prefixed, so what a kill leaves of it
+    never passes for a result); swap it onto `target` only if the block succeeds."""
+    target = recover_dir(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, _usual_mode(0o777))           # mkdtemp creates 0700
+    try:
+        yield tmp
+        swap_dir(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

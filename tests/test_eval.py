@@ -13,7 +13,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from eval import clusters, faithfulness, fid, fidelity, novelty
 from eval.features import to_uint8_rgb
 from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
-from eval.report import class_counts, draw_sets, load_npz, load_png_folder, max_set_size
+from eval.report import GeneratedSet, class_counts, draw_sets, load_png_folder, max_set_size
 from solargen.application.cli import main
 from solargen.data.dataset import write_dataset
 
@@ -123,19 +123,21 @@ def test_cluster_metrics_identical_copy_and_collapse():
 # --------------------------------------------------------------------------- fidelity scores
 def test_scores_from_known_confusion_matrix():
     cm = np.array([[8, 2, 0], [1, 9, 0], [3, 0, 0]])     # rows true A, B, C; nothing predicted C
-    s = fidelity.scores_from_confusion(cm, ["A", "B", "C"])
+    true = np.repeat([0, 0, 1, 1, 2], [8, 2, 1, 9, 3])
+    pred = np.array([0] * 8 + [1] * 2 + [0] + [1] * 9 + [0] * 3)
+    names = np.array(["A", "B", "C"])
+    s = fidelity.class_scores(names[true], names[pred], ["A", "B", "C"])
+    assert s["confusion"] == cm.tolist()
     assert s["per_class"]["A"]["precision"] == pytest.approx(8 / 12)
     assert s["per_class"]["A"]["recall"] == pytest.approx(0.8)
     assert s["per_class"]["B"]["f1"] == pytest.approx(2 * (9 / 11) * 0.9 / (9 / 11 + 0.9))
     assert s["per_class"]["C"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 3}
-    true = np.repeat([0, 0, 1, 1, 2], [8, 2, 1, 9, 3])
-    pred = np.array([0] * 8 + [1] * 2 + [0] + [1] * 9 + [0] * 3)
     p, r, f, _ = precision_recall_fscore_support(true, pred, labels=[0, 1, 2], zero_division=0)
     assert s["macro"]["precision"] == pytest.approx(p.mean())
     assert s["macro"]["f1"] == pytest.approx(f.mean())
-    perfect = fidelity.scores_from_confusion(np.diag([4, 5, 0]), ["A", "B", "C"])
+    perfect = fidelity.class_scores(list("AAAABBBBB"), list("AAAABBBBB"), ["A", "B", "C"])
     assert perfect["macro"]["f1"] == 1.0 and perfect["macro_over"] == ["A", "B"]
-    assert fidelity.confusion(["A", "B", "B"], ["B", "B", "A"], ["A", "B"]).tolist() == [[0, 1], [1, 1]]
+    assert fidelity.class_scores(["A", "B", "B"], ["B", "B", "A"], ["A", "B"])["confusion"] == [[0, 1], [1, 1]]
 
 
 # --------------------------------------------------------------------------- novelty
@@ -209,7 +211,7 @@ def test_generated_inputs_are_checked(tmp_path):
     rng = np.random.default_rng(6)
     write_npz(tmp_path / "bad.npz", np.full((2, 1, 8, 8), 3.0), ["B", "C"], [np.nan] * 2, {})
     with pytest.raises(ValueError, match=r"bad.npz.*\[-1, 1\]"):
-        load_npz(tmp_path / "bad.npz")
+        GeneratedSet.from_npz(tmp_path / "bad.npz")
     from PIL import Image
     folder = tmp_path / "pngs"
     folder.mkdir()

@@ -112,16 +112,23 @@ class MirrorHandler(SimpleHTTPRequestHandler):
         super().do_GET()
 
 
+def _hek_event(**fields) -> dict:
+    """An HEK API result row: the event coordinates sunpy's HEKClient parses, then `fields`."""
+    return {"event_coordsys": "UTC-HPC-TOPO", "event_coordunit": "arcseconds",
+            "event_coord1": fields.get("hpc_x") or 0.0, "event_coord2": fields.get("hpc_y") or 0.0,
+            "event_coord3": None, **fields}
+
+
 HEK_PAGES = [  # two pages, as the HEK API pages long answers (overmax)
-    {"result": [{"event_starttime": "2012-03-07T00:02:00", "event_peaktime": "2012-03-07T00:24:00",
-                 "event_endtime": "2012-03-07T00:40:00", "fl_goescls": "X5.4", "hgs_x": -27.4,
-                 "hgs_y": 17.2, "hpc_x": -416.0, "hpc_y": 374.0, "ar_noaanum": 11429}],
+    {"result": [_hek_event(event_starttime="2012-03-07T00:02:00", event_peaktime="2012-03-07T00:24:00",
+                           event_endtime="2012-03-07T00:40:00", fl_goescls="X5.4", hgs_x=-27.4,
+                           hgs_y=17.2, hpc_x=-416.0, hpc_y=374.0, ar_noaanum=11429)],
      "overmax": True},
-    {"result": [{"event_starttime": "2012-03-07T01:05:00", "event_peaktime": "2012-03-07T01:14:00",
-                 "event_endtime": "2012-03-07T01:23:00", "fl_goescls": "X1.3", "hgs_x": None,
-                 "hgs_y": None, "hpc_x": None, "hpc_y": None, "ar_noaanum": 11430},
-                {"event_starttime": "2012-03-07T03:00:00", "event_peaktime": "2012-03-07T03:10:00",
-                 "event_endtime": "2012-03-07T03:20:00", "fl_goescls": "", "ar_noaanum": 0}],
+    {"result": [_hek_event(event_starttime="2012-03-07T01:05:00", event_peaktime="2012-03-07T01:14:00",
+                           event_endtime="2012-03-07T01:23:00", fl_goescls="X1.3", hgs_x=None,
+                           hgs_y=None, hpc_x=None, hpc_y=None, ar_noaanum=11430),
+                _hek_event(event_starttime="2012-03-07T03:00:00", event_peaktime="2012-03-07T03:10:00",
+                           event_endtime="2012-03-07T03:20:00", fl_goescls="", ar_noaanum=0)],
      "overmax": False},
 ]
 

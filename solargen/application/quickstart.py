@@ -144,7 +144,7 @@ class Quickstart:
         return [
             ("data", lambda: (self.dataset / "meta.json").is_file(), self.make_data),
             ("folds", lambda: self.folds.is_file(), self.make_folds),
-            ("model", lambda: (p.model / "model_index.json").is_file(), self.train_model),
+            ("model", lambda: (io.recover_dir(p.model) / "model_index.json").is_file(), self.train_model),
             ("samples", lambda: (p.samples / "sampling.json").is_file(), self.sample),
             ("eval", lambda: (p.eval / "metrics.json").is_file(), self.evaluate),
             ("ablation", lambda: (p.ablation / "report.md").is_file(), self.ablate),

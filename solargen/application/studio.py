@@ -266,11 +266,6 @@ def generate(request: SampleRequest,
             "meta": json.dumps(meta, default=str)}
 
 
-def to_uint8(images: np.ndarray, channel: int = 0) -> list[np.ndarray]:
-    """(N, C, H, W) in [-1, 1] -> N grey (H, W) uint8 arrays of one channel, for display."""
-    return list(np.round((np.asarray(images)[:, channel] + 1) * 127.5).clip(0, 255).astype(np.uint8))
-
-
 # ----------------------------------------------------------------------------- real frames
 
 def real_frames(dataset_dir: str | Path, info: ModelInfo, letter: str, n: int,
@@ -319,7 +314,7 @@ _CLASSIFIERS: dict[tuple[str, float], Any] = {}
 def load_classifier(path: str | Path):
     """A fidelity classifier saved by `solargen eval` (<eval out>/models/classifier)."""
     from eval.fidelity import SmallCNN
-    root = Path(str(path).strip()).expanduser()
+    root = io.recover_dir(Path(str(path).strip()).expanduser())
     config = root / "config.json"
     if not config.is_file():
         raise StudioError(f"{root}: not a fidelity classifier (no config.json; `solargen eval` "

@@ -27,6 +27,19 @@ class CatalogError(SolargenError):
     """A flare or CME catalogue that cannot be read as such."""
 
 
+def heliographic_location(lat: object, lon: object) -> str | None:
+    """Stonyhurst latitude/longitude (deg) in the HEK/NOAA style, e.g. 'S17E81'; None when either is
+    missing or not a finite number."""
+    try:
+        lat, lon = float(lat), float(lon)
+    except (TypeError, ValueError):
+        return None
+    if not (np.isfinite(lat) and np.isfinite(lon)):
+        return None
+    return (f"{'N' if lat >= 0 else 'S'}{int(round(abs(lat))):02d}"
+            f"{'W' if lon >= 0 else 'E'}{int(round(abs(lon))):02d}")
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise CatalogError(f"{path}: catalogue file not found")

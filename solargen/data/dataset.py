@@ -8,6 +8,8 @@
 
 Normalisation: x_norm = 2 * (scaled - lo) / (hi - lo) - 1, clipped to [-1, 1], per channel, where
 `scaled` is the raw brightness after the scaling named in meta["scaling"] (see `scale_brightness`).
+8-bit pictures of normalised frames (PNG, display) map [-1, 1] linearly onto 0..255 (`to_uint8`,
+`from_uint8`).
 """
 from __future__ import annotations
 
@@ -58,6 +60,16 @@ def unscale_brightness(scaled: np.ndarray, scaling: str, asinh_a: float = 0.02) 
     if scaling == "asinh":
         return (np.sinh(y) * asinh_a).astype(np.float32)
     raise DatasetError(f"unknown brightness scaling {scaling!r}; choose one of {SCALINGS}")
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """Normalised frames in [-1, 1] (any shape) -> uint8 0..255 (values outside are clipped)."""
+    return np.round((np.clip(np.asarray(frames, dtype=np.float32), -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
+
+
+def from_uint8(pixels: np.ndarray) -> np.ndarray:
+    """8-bit pixels 0..255 (any shape) -> float32 in [-1, 1]; the inverse of `to_uint8`."""
+    return np.asarray(pixels, dtype=np.float32) / 127.5 - 1.0
 
 
 @dataclass(frozen=True)

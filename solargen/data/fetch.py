@@ -16,9 +16,10 @@ Sources and their terms (cite them in any publication):
   solar-space-observing-satellites/goes/). US government data, no restrictions on use; NOAA asks
   for acknowledgement. The reprocessed 13-15 fluxes have the SWPC scaling factor removed.
 - Flare events from the Heliophysics Event Knowledgebase (HEK, LMSAL; https://www.lmsal.com/hek/)
-  API, GOES events only, written as the HEK CSV layout of ../shared/data (GEV_START, GEV_PEAK,
-  GEV_END, GOES_CLASS, AIA_LOC, AIA_XCEN, AIA_YCEN, AR_NOAANUM). Free to use; cite Hurlburt et al.
-  (2012, Sol. Phys. 275, 67) for the HEK and NOAA SWPC for the GOES event list.
+  API through sunpy's HEKClient (`pip install 'sunpy[net]'`), GOES events only, written as the HEK
+  CSV layout of ../shared/data (GEV_START, GEV_PEAK, GEV_END, GOES_CLASS, AIA_LOC, AIA_XCEN,
+  AIA_YCEN, AR_NOAANUM). Free to use; cite Hurlburt et al. (2012, Sol. Phys. 275, 67) for the HEK
+  and NOAA SWPC for the GOES event list.
 
 Behaviour: for each full hour the AIA frame nearest to it within +-30 min is downloaded (a
 missing hour is reported in the manifest and the summary, never invented); every download goes
@@ -26,8 +27,9 @@ into `<file>.part` (level 1: the folder `fits.part/`) and is moved onto its name
 and verified (JPEG decodes with PIL; FITS opens with astropy, its 2-D image decodes and is not all
 NaN, WAVELNTH is the channel, DATE-OBS/T_OBS parse; netCDF opens and holds XRS flux; size > 0) and
 recorded with its SHA-256 in `manifest.json`; a re-run skips verified files (so an interrupted
-fetch resumes where it stopped) and re-fetches corrupt or changed ones; requests are retried with
-exponential backoff. The output is what `solargen data build` reads unchanged:
+fetch resumes where it stopped) and re-fetches corrupt or changed ones; HTTP requests are retried
+with exponential backoff (urllib3's Retry), broken transfers too. The output is what
+`solargen data build` reads unchanged:
 
     solargen data build --images <out>/images --times <out>/times.csv --goes <out>/goes.csv \\
         --flares <out>/hek_flares.csv --out <dataset>
@@ -45,14 +47,18 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import requests
+from requests.adapters import HTTPAdapter
 from tqdm.auto import tqdm
+from urllib3.util.retry import Retry
 
 from solargen import io
+from solargen.data.catalogs import heliographic_location
 
 CHANNELS = ("94", "131", "171", "193", "211", "304", "335", "1600", "1700")
 AIA_SOURCES = ("browse", "level1")
@@ -111,12 +117,8 @@ class SunpyAiaClient:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        try:
-            from sunpy.net import Fido, attrs
-        except ImportError as exc:
-            raise ImportError("--aia-source level1 needs sunpy with its network extras: "
-                              f"pip install 'sunpy[net]' ({exc})") from None
-        self._fido, self._attrs = Fido, attrs
+        net = _sunpy_net("--aia-source level1")
+        self._fido, self._attrs = net.Fido, net.attrs
         self._rows: dict[str, object] = {}          # record id -> its search result row
 
     def search(self, channel: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -139,6 +141,7 @@ class SunpyAiaClient:
     def download(self, record: str, folder: Path) -> Path | None:
         results = self._fido.fetch(self._rows[record], path=str(folder), overwrite=False,
                                    progress=self.progress)
+        # parfive has no retry policy; sunpy's documented retry is Fido.fetch(results) again
         for attempt in range(self.retries):
             if not results.errors:
                 break
@@ -167,25 +170,25 @@ class Fetcher:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         self.session = requests.Session()
+        retry = Retry(total=self.retries, backoff_factor=self.backoff_s,
+                      status_forcelist=(429, 500, 502, 503, 504))
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, HTTPAdapter(max_retries=retry))
         self.manifest_path = self.out / "manifest.json"
         self.manifest = io.read_json(self.manifest_path) if self.manifest_path.exists() else {"files": {}}
         self.downloads = 0
 
     # ------------------------------------------------------------------ HTTP with retries
-    def _get(self, url: str, params: dict | None = None, stream: bool = False) -> requests.Response:
-        """GET with retries and exponential backoff; a 404 is returned (the caller reports it)."""
-        for attempt in range(self.retries + 1):
-            try:
-                response = self.session.get(url, params=params, timeout=self.timeout_s, stream=stream)
-                if response.status_code == 404:
-                    return response
+    def _get(self, url: str, stream: bool = False) -> requests.Response:
+        """GET (the session retries with exponential backoff); a 404 is returned (the caller
+        reports it)."""
+        try:
+            response = self.session.get(url, timeout=self.timeout_s, stream=stream)
+            if response.status_code != 404:
                 response.raise_for_status()
-                return response
-            except requests.RequestException as exc:
-                if attempt == self.retries:
-                    raise FetchError(f"{url}: failed after {self.retries + 1} tries ({exc})") from None
-                time.sleep(self.backoff_s * 2 ** attempt)
-        raise AssertionError("unreachable")
+            return response
+        except requests.RequestException as exc:
+            raise FetchError(f"{url}: failed after {self.retries + 1} tries ({exc})") from None
 
     def _download(self, url: str, rel: str, verify) -> Path | None:
         """Fetch `url` to out/rel unless a verified copy is there; None when the server has none.
@@ -217,6 +220,7 @@ class Fetcher:
 
     def _stream(self, url: str, part: Path) -> bool:
         """Stream `url` into `part`, retrying a broken transfer; False when the server has none."""
+        # urllib3's Retry ends when the headers arrive; a body broken mid-stream is retried here
         for attempt in range(self.retries + 1):
             response = self._get(url, stream=True)
             if response.status_code == 404:
@@ -349,28 +353,22 @@ class Fetcher:
         return series[~series.index.duplicated()]
 
     def flares(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-        """HEK GOES flare events (all pages) as the HEK CSV layout of ../shared/data."""
-        rows, page = [], 1
-        while True:
-            response = self._get(self.endpoints.hek, {
-                "cosec": 2, "cmd": "search", "type": "column", "event_type": "fl",
-                "event_coordsys": "helioprojective", "x1": -1200, "x2": 1200, "y1": -1200, "y2": 1200,
-                "event_starttime": f"{start:%Y-%m-%dT%H:%M:%S}", "event_endtime": f"{end:%Y-%m-%dT%H:%M:%S}",
-                "param0": "OBS_OBSERVATORY", "op0": "=", "value0": "GOES", "result_limit": 500,
-                "page": page,
-                "return": "event_starttime,event_peaktime,event_endtime,fl_goescls,hgs_x,hgs_y,"
-                          "hpc_x,hpc_y,ar_noaanum"})
-            if response.status_code == 404:
-                raise FetchError(f"{self.endpoints.hek}: HEK service not found")
-            payload = response.json()
-            rows += payload.get("result", [])
-            if not payload.get("overmax"):
-                break
-            page += 1
+        """HEK GOES flare events (sunpy's HEKClient reads every page) as the HEK CSV layout of
+        ../shared/data."""
+        net = _sunpy_net("the HEK flare list")
+        from sunpy.net.hek import HEKClient
+        a = net.attrs
+        try:
+            found = HEKClient(self.endpoints.hek + "?").search(
+                a.Time(f"{start:%Y-%m-%dT%H:%M:%S}", f"{end:%Y-%m-%dT%H:%M:%S}"), a.hek.EventType("FL"),
+                a.hek.OBS.Observatory == "GOES")
+        except OSError as exc:                       # urllib's URLError and HTTPError among them
+            raise FetchError(f"{self.endpoints.hek}: HEK search failed ({exc}); re-run to resume") from None
+        rows = [{c: row[c] for c in found.raw.colnames} for row in found.raw]   # as the HEK sent them
         table = pd.DataFrame([{
             "GEV_START": r["event_starttime"], "GEV_PEAK": r["event_peaktime"],
             "GEV_END": r["event_endtime"], "GOES_CLASS": r["fl_goescls"].strip(),
-            "AIA_LOC": _hek_location(r.get("hgs_y"), r.get("hgs_x")),
+            "AIA_LOC": heliographic_location(r.get("hgs_y"), r.get("hgs_x")),
             "AIA_XCEN": r.get("hpc_x"), "AIA_YCEN": r.get("hpc_y"),
             "AR_NOAANUM": r.get("ar_noaanum") or None,
         } for r in rows if (r.get("fl_goescls") or "").strip()], columns=list(HEK_CSV_COLUMNS))
@@ -379,14 +377,14 @@ class Fetcher:
         return table
 
 
-def _hek_location(lat, lon) -> str | None:
-    """Stonyhurst latitude/longitude (deg) -> 'S17E81'; None when HEK gives no position."""
+def _sunpy_net(what: str) -> ModuleType:
+    """The sunpy.net module, or an ImportError that says how to install it."""
     try:
-        lat, lon = float(lat), float(lon)
-    except (TypeError, ValueError):
-        return None
-    return (f"{'N' if lat >= 0 else 'S'}{int(round(abs(lat))):02d}"
-            f"{'W' if lon >= 0 else 'E'}{int(round(abs(lon))):02d}")
+        import sunpy.net
+    except ImportError as exc:
+        raise ImportError(f"{what} needs sunpy with its network extras: pip install 'sunpy[net]' "
+                          f"({exc})") from None
+    return sunpy.net
 
 
 def _nearest(hour: pd.Timestamp, candidates: list) -> tuple | None:

@@ -59,6 +59,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from solargen import io
+from solargen.data.catalogs import heliographic_location
 from solargen.data.dataset import Normalisation, SolarDataset, write_dataset
 from solargen.data.goes import CLASS_FLOOR, GOES_CLASSES, MAX_FLUX, flux_to_class
 from solargen.errors import SolargenError
@@ -445,7 +446,7 @@ class SyntheticSun:
             "end": (peak + pd.to_timedelta(f["decay_min"].to_numpy(), unit="min")).round("min"),
             "goes_class": [flux_to_class(v) for v in f["peak_flux"]],
             "peak_flux": f["peak_flux"].to_numpy(),
-            "location": [_location(a, o) for a, o in zip(lat, lon)],
+            "location": [heliographic_location(a, o) for a, o in zip(lat, lon)],
             "noaa_ar": pd.array(region + 1, dtype="Int64"),       # synthetic region numbers
             "source": "synthetic",
         }).reset_index(drop=True)
@@ -614,12 +615,6 @@ def _pixel_gaussian(edges: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> n
     """(K, P) Gaussian integrated over each pixel, scaled so a wide one peaks at 1."""
     z = (edges[None, :] - mean[:, None]) / (np.sqrt(2.0) * sigma[:, None])
     return (np.sqrt(np.pi / 2.0) * sigma[:, None] * np.diff(erf(z), axis=1)).astype(np.float32)
-
-
-def _location(lat: float, lon: float) -> str:
-    """Heliographic position in the HEK/NOAA style, e.g. S17E81."""
-    return (f"{'N' if lat >= 0 else 'S'}{int(round(abs(lat))):02d}"
-            f"{'W' if lon >= 0 else 'E'}{int(round(abs(lon))):02d}")
 
 
 def write_synthetic_dataset(cfg: SyntheticSunConfig, out: str | Path, progress: bool = True) -> SolarDataset:

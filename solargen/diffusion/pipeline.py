@@ -27,7 +27,8 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from solargen.data.dataset import Normalisation
+from solargen import io
+from solargen.data.dataset import Normalisation, to_uint8
 from solargen.data.goes import flux_to_letter
 from solargen.diffusion.autoencoder import SolarAutoencoder
 from solargen.diffusion.conditioning import ConditioningError, FlareConditioning, encode_labels
@@ -280,8 +281,8 @@ def to_pil(normalised: np.ndarray) -> list:
     from PIL import Image
     if normalised.shape[1] not in (1, 3):
         raise PipelineError(f"PIL output needs 1 or 3 channels, these images have {normalised.shape[1]}")
-    u8 = np.round((normalised + 1) * 127.5).clip(0, 255).astype(np.uint8)
-    return [Image.fromarray(im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0)) for im in u8]
+    return [Image.fromarray(im[0] if im.shape[0] == 1 else im.transpose(1, 2, 0))
+            for im in to_uint8(normalised)]
 
 
 def check_steps(steps: int, num_train_timesteps: int) -> None:
@@ -291,8 +292,9 @@ def check_steps(steps: int, num_train_timesteps: int) -> None:
 
 
 def check_pipeline_dir(path: str | Path) -> Path:
-    """Raise PipelineError unless `path` holds a saved SolarDiffusionPipeline."""
-    path = Path(path)
+    """Raise PipelineError unless `path` holds a saved SolarDiffusionPipeline (first undoing a
+    replacement of it that a kill interrupted)."""
+    path = io.recover_dir(path)
     index = path / "model_index.json"
     if not path.is_dir():
         raise PipelineError(f"{path}: no such model directory")

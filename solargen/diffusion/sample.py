@@ -18,9 +18,14 @@ import numpy as np
 import torch
 
 from solargen import io
+from solargen.data.dataset import to_uint8
 from solargen.data.goes import GOES_CLASSES, check_flux, letters_from_flux
 from solargen.diffusion.pipeline import (DEFAULT_STEPS, PipelineError, SolarDiffusionPipeline,
                                          check_steps, make_scheduler)
+
+
+class SyntheticSetError(ValueError):
+    """A file that is not a usable synthetic-set NPZ."""
 
 
 def sample_set(pipeline: SolarDiffusionPipeline, flare_class: Sequence[str] | None = None,
@@ -161,8 +166,30 @@ def write_npz(path: str | Path, result: dict[str, Any]) -> Path:
 
 
 def load_npz(path: str | Path) -> dict[str, Any]:
+    """A synthetic-set NPZ as the synthetic-set dict, checked: images (N, C, H, W) finite and in
+    [-1, 1] (as float32); flare_class ('' when absent), goes_flux (NaN when absent) and meta ('{}'
+    when absent) filled in for sets written elsewhere."""
+    path = Path(path)
     with np.load(path, allow_pickle=False) as z:
-        return {k: (str(z[k]) if k == "meta" else z[k]) for k in z.files}
+        if "images" not in z:
+            raise SyntheticSetError(f"{path}: not a synthetic set (no 'images' array; keys {sorted(z.files)})")
+        stored = {k: z[k] for k in z.files}
+    images = np.asarray(stored["images"], dtype=np.float32)
+    if images.ndim != 4:
+        raise SyntheticSetError(f"{path}: images must be (N, C, H, W), got shape {images.shape}")
+    if not np.isfinite(images).all():
+        raise SyntheticSetError(f"{path}: images contain NaN or infinite values")
+    if images.min() < -1.001 or images.max() > 1.001:
+        raise SyntheticSetError(f"{path}: images span [{images.min():.3g}, {images.max():.3g}], not "
+                                "the normalised [-1, 1] of dataset frames")
+    n = len(images)
+    flare_class = stored["flare_class"].astype(str) if "flare_class" in stored else np.full(n, "")
+    goes_flux = stored["goes_flux"].astype(float) if "goes_flux" in stored else np.full(n, np.nan)
+    if len(flare_class) != n or len(goes_flux) != n:
+        raise SyntheticSetError(f"{path}: {n} images but {len(flare_class)} flare_class and "
+                                f"{len(goes_flux)} goes_flux entries")
+    return {**stored, "images": np.clip(images, -1.0, 1.0), "flare_class": flare_class,
+            "goes_flux": goes_flux, "meta": str(stored.get("meta", "{}"))}
 
 
 def _stem(i: int, label: str, flux: float, seed: int) -> str:
@@ -176,9 +203,8 @@ def write_pngs(folder: str | Path, result: dict[str, Any]) -> list[Path]:
     """8-bit grey PNG per image and channel, from the normalised [-1, 1] images."""
     from PIL import Image
     folder = Path(folder)
-    u8 = np.round((result["images"] + 1) * 127.5).clip(0, 255).astype(np.uint8)
     paths = []
-    for i, img in enumerate(u8):
+    for i, img in enumerate(to_uint8(result["images"])):
         stem = _stem(i, result["flare_class"][i], result["goes_flux"][i], int(result["seed"][i]))
         for c, plane in enumerate(img):
             path = folder / (f"{stem}.png" if len(img) == 1 else f"{stem}-ch{c}.png")

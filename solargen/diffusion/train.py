@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,14 +286,15 @@ def fit_latent_encoder(cfg: RunConfig, data: TrainingData, directory: Path,
                        main: bool) -> tuple[SolarAutoencoder, torch.Tensor]:
     """The domain autoencoder of a class_latent model, trained on the training frames only (kept in
     the run directory, so a resumed run reuses it), and the latents of those frames."""
-    if (directory / "config.json").is_file():
+    if (io.recover_dir(directory) / "config.json").is_file():
         encoder = SolarAutoencoder.from_pretrained(directory)
     else:
         encoder, _ = train_autoencoder(data.frames.float().numpy(),
                                        FitConfig(epochs=cfg.train.latent_epochs, seed=cfg.seed),
                                        latent_dim=cfg.train.latent_dim)
         if main:
-            save_pretrained_atomic(encoder, directory)
+            with io.atomic_dir(directory) as tmp:
+                encoder.save_pretrained(tmp)
     encoder.eval()
     with torch.no_grad():
         latents = torch.cat([encoder.encode(data.frames[i:i + 256].float())
@@ -478,8 +478,9 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
     pipeline_dir = None
     if main:
         with _ema_weights(ema, unwrapped):
-            pipeline = _make_pipeline(cfg, unwrapped, data, ds.meta, elapsed, accelerator)
-            pipeline_dir = save_pretrained_atomic(pipeline, out / "pipeline")
+            pipeline_dir = out / "pipeline"
+            with io.atomic_dir(pipeline_dir) as tmp:
+                _make_pipeline(cfg, unwrapped, data, ds.meta, elapsed, accelerator).save_pretrained(tmp)
         _plot_losses(out / "log.csv", out / "loss.png", cfg.objective)
         print(f"saved pipeline (EMA weights) to {pipeline_dir}")
     accelerator.wait_for_everyone()
@@ -497,7 +498,7 @@ def _check_run_dir(out: Path, cfg: RunConfig, resume: str | None, checkpoint: Pa
             if diff:
                 raise TrainError(f"{saved}: the resumed run's config differs in {diff}; resume with "
                                  "the same config or train into a new output_dir")
-    elif checkpoint_dirs(out) or (out / "pipeline").exists():
+    elif checkpoint_dirs(out) or io.recover_dir(out / "pipeline").exists():
         raise TrainError(f"{out}: already holds a training run; pass --resume latest to continue it "
                          "or choose a new output_dir")
     if main:
@@ -513,7 +514,8 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def _save_checkpoint(accelerator, out: Path, step: int, keep: int) -> None:
-    """save_state into a temporary directory, then rename: a kill never leaves a partial checkpoint."""
+    """save_state (every process) into a '.'-prefixed temporary directory, then `io.swap_dir` it onto
+    step-N: a kill never leaves a partial checkpoint."""
     root = out / "checkpoints"
     tmp = root / f".tmp-step-{step:07d}"
     if accelerator.is_main_process:
@@ -524,9 +526,7 @@ def _save_checkpoint(accelerator, out: Path, step: int, keep: int) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         io.write_json(tmp / "training_state.json", {"step": step, **io.provenance()})
-        final = root / f"step-{step:07d}"
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        io.swap_dir(tmp, root / f"step-{step:07d}")
         for old in checkpoint_dirs(out)[:-keep]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
@@ -572,26 +572,6 @@ def _make_pipeline(cfg: RunConfig, model: Denoiser, data: TrainingData, dataset_
                                   scheduler=noise_scheduler(cfg.objective),
                                   latent_encoder=data.latent_encoder,
                                   metadata=_metadata(cfg, data.summary, dataset_meta, extra))
-
-
-def save_pretrained_atomic(pipeline: Any, target: Path) -> Path:
-    """save_pretrained (a pipeline or a model) into a temporary sibling, then swap it into place."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        pipeline.save_pretrained(tmp)
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 @torch.no_grad()
