@@ -78,7 +78,8 @@ def read_as(true: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, d
 
 def models(args: argparse.Namespace) -> None:
     from solargen.diffusion.pipeline import SolarDiffusionPipeline
-    from solargen.diffusion.train import load_config, train
+    from solargen.diffusion.run_config import load_config
+    from solargen.diffusion.train import train
     work, scratch = Path(args.work), Path(args.scratch or Path(args.work) / "scratch")
     work.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -32,8 +32,9 @@ sys.path.insert(0, str(ROOT))
 from solargen import io  # noqa: E402
 from solargen.data.dataset import write_dataset  # noqa: E402
 from solargen.diffusion.pipeline import UNetConfig, build_unet  # noqa: E402
-from solargen.diffusion.train import (DataConfig, RunConfig, DiffusionTrainConfig, _make_pipeline,  # noqa: E402
-                                      build_models, load_training_data, train)
+from solargen.diffusion.run_config import DataConfig, DiffusionTrainConfig, RunConfig  # noqa: E402
+from solargen.diffusion.train import _make_pipeline, build_models, train  # noqa: E402
+from solargen.diffusion.training_data import load_training_data  # noqa: E402
 
 
 def random_dataset(root: Path, n: int, size: int) -> Path:

@@ -138,7 +138,8 @@ def speed(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> dict:
     from solargen.diffusion.pipeline import SolarDiffusionPipeline
     from solargen.diffusion.sample import proportional_conditions, sample_set
-    from solargen.diffusion.train import load_config, train
+    from solargen.diffusion.run_config import load_config
+    from solargen.diffusion.train import train
 
     work, scratch = Path(args.work), Path(args.scratch or Path(args.work) / "scratch")
     work.mkdir(parents=True, exist_ok=True)

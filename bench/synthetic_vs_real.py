@@ -22,7 +22,7 @@ import numpy as np
 from solargen import io
 from solargen.data.goes import GOES_CLASSES, read_goes_csv
 from solargen.data.labels import goes_at_frame
-from solargen.data.synthetic import SyntheticSun, SyntheticSunConfig
+from solargen.data.synthetic_sun import SyntheticSun, SyntheticSunConfig
 
 
 def real_frames(shared: Path) -> tuple[np.ndarray, np.ndarray]:

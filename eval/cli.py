@@ -54,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from eval.report import EvalError, load_eval_config, run_evaluation
+    from eval.generated import EvalError
+    from eval.report import load_eval_config, run_evaluation
     overrides = flag_overrides(args, _EVAL_FLAGS)
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")

@@ -19,6 +19,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from torch import nn
 
 from solargen.diffusion.autoencoder import FitConfig, train_model
+from solargen.errors import SolargenError
 
 
 class SmallCNN(ModelMixin, ConfigMixin):
@@ -66,7 +67,7 @@ def train_classifier(frames: np.ndarray, flare_class: Sequence[str], class_names
     counts = np.bincount(y, minlength=len(class_names)).astype(float)
     if (counts == 0).any():
         missing = [c for c, n in zip(class_names, counts) if n == 0]
-        raise ValueError(f"classifier: no training frames of class {missing}")
+        raise SolargenError(f"classifier: no training frames of class {missing}")
     weights = torch.tensor((1 / counts) / np.sum(1 / counts) * len(counts), dtype=torch.float32)
     torch.manual_seed(config.seed)
     model = SmallCNN(in_channels=frames.shape[1], num_outputs=len(class_names),
@@ -91,14 +92,14 @@ def class_scores(true: Sequence[str], pred: Sequence[str], class_names: Sequence
     names = list(class_names)
     unknown = sorted(set(true) - set(names))     # sklearn would leave them out silently
     if unknown:
-        raise ValueError(f"true classes {unknown} are not among the classes {names}")
+        raise SolargenError(f"true classes {unknown} are not among the classes {names}")
     precision, recall, f1, support = precision_recall_fscore_support(true, pred, labels=names,
                                                                      zero_division=0)
     per_class = {c: {"precision": float(precision[i]), "recall": float(recall[i]),
                      "f1": float(f1[i]), "support": int(support[i])} for i, c in enumerate(names)}
     macro_over = [c for c in names if per_class[c]["support"] > 0] if macro_over is None else list(macro_over)
     if not macro_over:
-        raise ValueError("macro scores need at least one class with support")
+        raise SolargenError("macro scores need at least one class with support")
     macro = {k: float(np.mean([per_class[c][k] for c in macro_over])) for k in ("precision", "recall", "f1")}
     return {"per_class": per_class, "macro": macro, "macro_over": macro_over,
             "confusion": confusion_matrix(true, pred, labels=names).tolist(), "class_names": names}
@@ -110,7 +111,7 @@ def fidelity_summary(model: SmallCNN, real_frames: np.ndarray, real_class: Seque
     names = list(model.config.class_names)
     shared = [c for c in names if c in set(real_class) and c in set(gen_class)]
     if not shared:
-        raise ValueError("fidelity: held-out real and generated sets share no class")
+        raise SolargenError("fidelity: held-out real and generated sets share no class")
     real = class_scores(real_class, classify(model, real_frames), names, shared)
     gen = class_scores(gen_class, classify(model, gen_frames), names, shared)
     ratio = gen["macro"]["f1"] / real["macro"]["f1"] if real["macro"]["f1"] > 0 else float("nan")

@@ -23,32 +23,17 @@ from tqdm.auto import tqdm
 
 from eval import clusters, faithfulness, fid, fidelity, maps, novelty
 from eval.features import FEATURE_SPACES, DomainExtractor, get_extractor
+from eval.generated import (EvalError, GeneratedSet, class_counts, draw_sets, load_png_folder,
+                            max_set_size)
+from eval.markdown import render_report
 from solargen import io
 from solargen.config import load_config, resolve_device
-from solargen.data.dataset import SolarDataset, from_uint8, load_dataset
-from solargen.data.goes import GOES_CLASSES, flux_to_letter
+from solargen.data.dataset import SolarDataset, load_dataset
+from solargen.data.goes import GOES_CLASSES
 from solargen.data.splits import fold_indices, load_folds
 from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
-from solargen.errors import SolargenError
-
-# The reference paper's Table 1 (64 x 64 AIA 171, 10 sets of N = 1000 per model), for comparison.
-PAPER_TABLE1 = {
-    "cluster error GT": ("0.00197", "0.00197"),
-    "cluster distance GT": ("1.00104", "1.00104"),
-    "cluster std GT": ("0.99816", "0.99816"),
-    "cluster error GEN": ("0.1294 ± 0.0358", "1.5031 ± 0.1476"),
-    "cluster distance GEN": ("0.9212 ± 0.0037", "0.9342 ± 0.0023"),
-    "cluster std GEN": ("1.2107 ± 0.0037", "1.0976 ± 0.0023"),
-    "FID InceptionV3": ("3.693", "2.703"),
-    "macro-F1 ratio gen/real": ("0.70", "0.34"),
-}
-
 
 DEFAULT_FOLDS = "configs/folds/2012-rolling.yaml"
-
-
-class EvalError(SolargenError):
-    """Inputs the evaluation cannot use (mismatched shapes, too few frames, missing labels)."""
 
 
 @dataclass
@@ -75,107 +60,6 @@ class EvalConfig:
     num_inference_steps: int = 20
     sampler: str = "dpm"
     train: FitConfig = field(default_factory=FitConfig)
-
-
-# --------------------------------------------------------------------------- generated input
-@dataclass
-class GeneratedSet:
-    images: np.ndarray                 # (N, C, H, W) float32 in [-1, 1]
-    flare_class: np.ndarray            # (N,) str, '' when not class-conditioned
-    goes_flux: np.ndarray              # (N,) float, NaN when not flux-conditioned
-    meta: dict[str, Any]
-    source: str
-
-    @property
-    def letters(self) -> np.ndarray:
-        """The class each frame was asked to show: its flare_class, else its flux's letter."""
-        out = []
-        for c, f in zip(self.flare_class, self.goes_flux):
-            out.append(str(c) if c else (flux_to_letter(float(f)) if np.isfinite(f) else ""))
-        return np.array(out, dtype=object)
-
-    @classmethod
-    def from_npz(cls, path: str | Path) -> "GeneratedSet":
-        """A synthetic-set NPZ, read and checked by the diffusion layer's reader."""
-        from solargen.diffusion.sample import load_npz
-        s = load_npz(path)
-        return cls(s["images"], s["flare_class"].astype(object), s["goes_flux"], json.loads(s["meta"]),
-                   str(path))
-
-    def subset(self, idx: np.ndarray) -> "GeneratedSet":
-        return GeneratedSet(self.images[idx], self.flare_class[idx], self.goes_flux[idx], self.meta,
-                            self.source)
-
-
-def load_png_folder(path: str | Path, channels: int) -> GeneratedSet:
-    """A folder of PNG frames, with an optional labels.csv (columns file, flare_class, goes_flux)."""
-    from PIL import Image
-    path = Path(path)
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
-    if not files:
-        raise EvalError(f"{path}: no PNG files in this folder")
-    mode = {1: "L", 3: "RGB"}.get(channels)
-    if mode is None:
-        raise EvalError(f"{path}: PNG frames can stand for 1- or 3-channel datasets, not {channels}")
-    arrays = [np.asarray(Image.open(f).convert(mode)) for f in files]
-    if len({a.shape for a in arrays}) != 1:
-        raise EvalError(f"{path}: the PNG frames differ in size")
-    stack = np.stack(arrays)
-    stack = stack[:, None] if channels == 1 else stack.transpose(0, 3, 1, 2)
-    images = from_uint8(stack)
-    flare_class, goes_flux = np.full(len(files), "", dtype=object), np.full(len(files), np.nan)
-    labels_csv = path / "labels.csv"
-    if labels_csv.is_file():
-        table = pd.read_csv(labels_csv, dtype={"file": str}).set_index("file")
-        missing = [f.name for f in files if f.name not in table.index]
-        if missing:
-            raise EvalError(f"{labels_csv}: no row for {len(missing)} PNG files (e.g. {missing[0]})")
-        rows = table.loc[[f.name for f in files]]
-        if "flare_class" in rows:
-            flare_class = rows["flare_class"].fillna("").astype(str).to_numpy(dtype=object)
-        if "goes_flux" in rows:
-            goes_flux = rows["goes_flux"].astype(float).to_numpy()
-    return GeneratedSet(images, flare_class, goes_flux, {}, str(path))
-
-
-# --------------------------------------------------------------------------- set drawing
-def class_counts(proportions: dict[str, float], size: int) -> dict[str, int]:
-    """Largest-remainder rounding of size * proportions."""
-    raw = {c: p * size for c, p in proportions.items()}
-    counts = {c: int(np.floor(v)) for c, v in raw.items()}
-    for c in sorted(raw, key=lambda c: raw[c] - counts[c], reverse=True)[:size - sum(counts.values())]:
-        counts[c] += 1
-    return counts
-
-
-def draw_sets(letters: np.ndarray, proportions: dict[str, float] | None, size: int, n_sets: int,
-              rng: np.random.Generator) -> list[np.ndarray]:
-    """Up to n_sets disjoint index sets of `size`; with proportions, each follows that class mix."""
-    if proportions is None:
-        order = rng.permutation(len(letters))
-        return [order[i * size:(i + 1) * size] for i in range(min(n_sets, len(letters) // size))]
-    counts = class_counts(proportions, size)
-    pools = {c: rng.permutation(np.flatnonzero(letters == c)) for c in counts}
-    feasible = min(len(pools[c]) // n for c, n in counts.items() if n > 0)
-    return [np.sort(np.concatenate([pools[c][i * n:(i + 1) * n] for c, n in counts.items()]))
-            for i in range(min(n_sets, feasible))]
-
-
-def max_set_size(letters: np.ndarray, proportions: dict[str, float] | None) -> int:
-    """The largest N of which one set with the class mix can be drawn."""
-    if proportions is None:
-        return len(letters)
-    have = {c: int(np.sum(letters == c)) for c in proportions}
-
-    def fits(size: int) -> bool:
-        # a class may round to 0 frames only when it is truly rare at this N (p * N < 0.5)
-        need = class_counts(proportions, size)
-        return all(have[c] >= n and (n > 0 or proportions[c] * size < 0.5) for c, n in need.items())
-
-    size = len(letters)
-    while size > 0 and not fits(size):
-        size -= 1
-    return size
 
 
 # --------------------------------------------------------------------------- model directories
@@ -448,94 +332,3 @@ def _config_dict(config: EvalConfig) -> dict[str, Any]:
     d = asdict(config)
     d["feature_spaces"] = list(config.feature_spaces)
     return d
-
-
-# --------------------------------------------------------------------------- report.md
-def _pm(d: dict) -> str:
-    return f"{d['mean']:.4g} ± {d['std']:.2g}"
-
-
-def render_report(r: dict[str, Any]) -> str:
-    data, gen = r["data"], r["generated"]
-    synthetic = data["synthetic_real"] or data["synthetic_training"]
-    n = gen["set_size"]
-    lines = ["# Generative evaluation", ""]
-    if synthetic:
-        lines += ["> **SYNTHETIC DATA.** The real set or the generator's training data is the embedded "
-                  "synthetic default, not solar observations: these numbers test the machinery and say "
-                  "nothing about solar images.", ""]
-    lines += [f"- Real data: {data['real']}", f"- Fold {data['fold']} of `{data['folds_file']}`: "
-              f"{data['n_train']} training frames ({data['n_labelled_train']} with a `{data['label_column']}` "
-              f"label: {data['train_class_counts']}), {data['n_heldout']} held-out (val + test) frames.",
-              f"- Generated: `{gen['source']}`" + (f" (sampled from `{gen['model_dir']}`)" if gen["model_dir"] else "")
-              + f", {gen['n']} frames, classes {gen['class_counts']}; "
-              f"{gen['n_sets']} disjoint sets of N = {n} ({gen['class_mix']}).",
-              f"- Command: `{r['provenance']['command']}` at commit {r['provenance']['git_commit']}", ""]
-    lines += ["## FID (lower is better)", "",
-              f"Reference: N = {n} labelled real training frames. Floor: a disjoint real set of the same N.", "",
-              "| feature space | N | generated (mean ± std over sets) | sets | real-vs-real floor |",
-              "|---|---|---|---|---|"]
-    for name, s in r["fid"].items():
-        lines.append(f"| {s['feature_description']} | {s['n']} | {_pm(s)} | {s['n_sets']} | "
-                     f"{s['floor_real_vs_real']:.4g} |")
-    c = r["clusters"]
-    lines += ["", f"## Cluster metrics (K = {c['k']}, {c['feature_description']})", "",
-              f"KMeans fitted on the N = {c['n']} real reference latents; GT = a disjoint real set of the "
-              f"same N; GEN = mean ± std over {c['n_sets']} generated sets. Ideal: 0, 1, 1.", "",
-              "| row | cluster error | cluster distance | cluster std |", "|---|---|---|---|",
-              f"| GT (real, N={c['n']}) | {c['gt']['cluster_error']:.4g} | {c['gt']['cluster_distance']:.4g} | "
-              f"{c['gt']['cluster_std']:.4g} |",
-              f"| GEN (N={c['n']}) | {_pm(c['cluster_error'])} | {_pm(c['cluster_distance'])} | "
-              f"{_pm(c['cluster_std'])} |", ""]
-    f = r["fidelity"]
-    lines += ["## Classifier fidelity", ""]
-    if "skipped" in f:
-        lines += [f"Skipped: {f['skipped']}.", ""]
-    else:
-        lines += [f"A small CNN trained on the {r['training']['classifier']['n_frames']} labelled training "
-                  f"frames; scored on {f['n_real']} held-out real frames and {f['n_generated']} class-balanced "
-                  f"generated frames ({f['per_class_generated']} per class). Macro over {f['shared_classes']}."
-                  + (f" Held-out frames of classes absent from training, left out: "
-                     f"{f['heldout_classes_not_in_training']}." if f["heldout_classes_not_in_training"] else ""), "",
-                  "| class | real P | real R | real F1 (support) | gen P | gen R | gen F1 (support) |",
-                  "|---|---|---|---|---|---|---|"]
-        for cls in f["classes"]:
-            a, b = f["real"]["per_class"][cls], f["generated"]["per_class"][cls]
-            lines.append(f"| {cls} | {a['precision']:.3f} | {a['recall']:.3f} | {a['f1']:.3f} ({a['support']}) | "
-                         f"{b['precision']:.3f} | {b['recall']:.3f} | {b['f1']:.3f} ({b['support']}) |")
-        ma, mb = f["real"]["macro"], f["generated"]["macro"]
-        lines += [f"| **macro** | {ma['precision']:.3f} | {ma['recall']:.3f} | {ma['f1']:.3f} | "
-                  f"{mb['precision']:.3f} | {mb['recall']:.3f} | {mb['f1']:.3f} |", "",
-                  f"**macro-F1(generated) / macro-F1(real) = {f['macro_f1_ratio']:.3f}**", "",
-                  "Figures: `figures/std_maps.png` (per-class pixel std, real beside generated), "
-                  "`figures/montage.png`.", ""]
-    lines += ["## Novelty (nearest training frame)", ""]
-    for s in r["novelty"]:
-        lines.append(f"- {s['verdict']} (N generated {s['n_generated']}, N held-out {s['n_heldout']}, "
-                     f"N train {s['n_train']})")
-    lines += ["", "Figure: `figures/novelty.png`.", "", "## Conditioning faithfulness (X-ray flux)", ""]
-    fa = r["faithfulness"]
-    if "skipped" in fa:
-        lines += [f"Skipped: {fa['skipped']}.", ""]
-    else:
-        lines += [f"Flux regressor trained on {r['training']['flux_regressor']['n_frames']} real training frames "
-                  f"(`{data['flux_column']}`). Spearman(requested, read) on {fa['n_generated']} generated frames: "
-                  f"**{fa['spearman_generated']:.3f}**; the regressor's own Spearman on {fa['n_real']} held-out "
-                  f"real frames: {fa['spearman_real']:.3f}. Figure: `figures/faithfulness.png`.", ""]
-    lines += ["## Beside the reference paper's Table 1", "",
-              "| metric | paper discrete | paper continuous | this run |", "|---|---|---|---|"]
-    ours = {"cluster error GT": f"{c['gt']['cluster_error']:.4g}",
-            "cluster distance GT": f"{c['gt']['cluster_distance']:.4g}",
-            "cluster std GT": f"{c['gt']['cluster_std']:.4g}",
-            "cluster error GEN": _pm(c["cluster_error"]), "cluster distance GEN": _pm(c["cluster_distance"]),
-            "cluster std GEN": _pm(c["cluster_std"]),
-            "FID InceptionV3": _pm(r["fid"]["inception"]) if "inception" in r["fid"] else "not computed",
-            "macro-F1 ratio gen/real": f"{f['macro_f1_ratio']:.3f}" if "skipped" not in f else "n/a"}
-    for key, (disc, cont) in PAPER_TABLE1.items():
-        lines.append(f"| {key} | {disc} | {cont} | {ours[key]} |")
-    lines += ["", "Not comparable as such: the paper used N = 1000 per set and 10 sets, SDO data from "
-              "other years with an A class, a 512-d ceVAE latent for the clusters and a DeiT classifier "
-              f"for F1; this run uses N = {n}, {gen['n_sets']} sets, classes {list(data['train_class_counts'])} "
-              f"from `{data['label_column']}`, a {r['clusters']['feature_description']} and a small CNN "
-              "classifier. FID and the GT row shrink with N.", ""]
-    return "\n".join(lines)

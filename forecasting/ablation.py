@@ -206,7 +206,7 @@ def _cache(config: AblationConfig, out: Path) -> Path:
 
 
 def _generator_run_config(config: AblationConfig, ds, fold, label_column: str):
-    from solargen.diffusion.train import load_config
+    from solargen.diffusion.run_config import load_config
     cfg = load_config(config.generator.config, config.generator.overrides)
     cfg.seed = config.generator.seed
     cfg.data.dataset, cfg.data.folds, cfg.data.fold = str(ds.root), config.folds, fold.name

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
+from solargen.errors import SolargenError
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts (K, K), rows = observed, columns = forecast."""
@@ -62,7 +64,7 @@ def gmgs_matrix(climatology: np.ndarray) -> np.ndarray:
     """Gandin-Murphy-Gerrity scoring matrix S (K x K) from ordered class frequencies p_1..p_K."""
     p = np.asarray(climatology, dtype=float)
     if p.ndim != 1 or len(p) < 2 or (p <= 0).any():
-        raise ValueError(f"GMGS needs >= 2 strictly positive class frequencies, got {p.tolist()}")
+        raise SolargenError(f"GMGS needs >= 2 strictly positive class frequencies, got {p.tolist()}")
     p = p / p.sum()
     k = len(p)
     cum = np.cumsum(p)[:-1]

@@ -23,8 +23,10 @@ from solargen.diffusion.pipeline import (SAMPLERS, PipelineError, SolarDiffusion
                                          UNetConfig, check_pipeline_dir, make_scheduler)
 from solargen.diffusion.sample import (balanced_conditions, load_npz, proportional_conditions,
                                        sample_set, split_evenly)
-from solargen.diffusion.train import (DataConfig, RunConfig, DiffusionTrainConfig, TrainError, _make_pipeline,
-                                      build_models, load_config, load_training_data, train)
+from solargen.diffusion.run_config import (DataConfig, DiffusionTrainConfig, RunConfig, TrainError,
+                                           load_config)
+from solargen.diffusion.train import _make_pipeline, build_models, train
+from solargen.diffusion.training_data import load_training_data
 
 SIZE = 16
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -13,7 +13,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from eval import clusters, faithfulness, fid, fidelity, novelty
 from eval.features import to_uint8_rgb
 from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
-from eval.report import GeneratedSet, class_counts, draw_sets, load_png_folder, max_set_size
+from eval.generated import GeneratedSet, class_counts, draw_sets, load_png_folder, max_set_size
 from solargen.application.cli import main
 from solargen.data.dataset import write_dataset
 
@@ -267,8 +267,8 @@ def test_solargen_eval_end_to_end(tmp_path, capsys):
 @pytest.mark.parametrize("kind", ["class", "flux", "both"])
 def test_eval_samples_a_model_directory(tmp_path, kind):
     from solargen.diffusion.pipeline import UNetConfig
-    from solargen.diffusion.train import DataConfig, RunConfig, train
-    from solargen.diffusion.train import DiffusionTrainConfig
+    from solargen.diffusion.run_config import DataConfig, DiffusionTrainConfig, RunConfig
+    from solargen.diffusion.train import train
     rng = np.random.default_rng(9)
     write_structured_dataset(tmp_path / "real", rng)
     cfg = RunConfig(output_dir=str(tmp_path / "run"), seed=0,

@@ -9,7 +9,7 @@ import torch
 from solargen.diffusion.loss import (PREDICTION_TYPES, DiffusionObjective, ObjectiveConfig,
                                      ObjectiveError)
 from solargen.diffusion.pipeline import SAMPLERS, make_scheduler
-from solargen.diffusion.train import load_config
+from solargen.diffusion.run_config import load_config
 
 
 def _x0_and_noise(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,6 @@
 """Image sources, the dataset build (bad frames listed, not dropped silently), torch datasets."""
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +12,7 @@ from solargen.data.build import BuildConfig, build_dataset
 from solargen.data.dataset import DatasetError, load_dataset
 from solargen.data.sources import SourceError, area_resize, open_source
 from solargen.data.torchdata import FrameDataset, SequenceDataset
+from solargen.errors import SolargenError
 
 HOURS = pd.date_range("2012-03-06T00:00", periods=6, freq="h", tz="UTC")
 
@@ -90,6 +90,40 @@ def test_fits_directory_with_bad_frames(tmp_path):
     assert "aia_4_truncated.fits" in reasons
     report = (tmp_path / "ds" / "report.md").read_text()
     assert "aia_3_nan.fits" in report and "aia_4_truncated.fits" in report
+
+
+def test_fits_normalisation_comes_from_training_frames_only(tmp_path):
+    """Test-window frames (May 2012, fold f1's test window) do not move the normalisation: making
+    them five times brighter leaves lo/hi unchanged; the training frames (March) do move it."""
+    test_dir = pytest.importorskip("sunpy.data.test").__path__[0]
+    src = f"{test_dir}/aia_171_level1.fits"
+    base = fits.getdata(src).astype(np.float32)
+    test_hours = pd.date_range("2012-05-10T00:00", periods=3, freq="h", tz="UTC")
+    goes = write_goes(tmp_path / "g.csv", start="2012-03-01", days=80)
+
+    def build(name: str, train_gain: float, test_gain: float):
+        folder = tmp_path / name
+        folder.mkdir()
+        for h in range(3):
+            _fits_copy(src, folder / f"train_{h}.fits", HOURS[h].strftime("%Y-%m-%dT%H:%M:%S"),
+                       base * train_gain * (1 + 0.1 * h))
+            _fits_copy(src, folder / f"test_{h}.fits", test_hours[h].strftime("%Y-%m-%dT%H:%M:%S"),
+                       base * test_gain * (1 + 0.1 * h))
+        return build_dataset(BuildConfig(images=str(folder), goes=goes, size=16), tmp_path / f"ds-{name}",
+                             progress=False)
+
+    plain, bright_test, bright_train = build("plain", 1, 1), build("test5", 1, 5), build("train5", 5, 1)
+    assert len(plain) == 6
+    assert plain.meta["normalisation"] == bright_test.meta["normalisation"]
+    assert bright_train.meta["normalisation"]["hi"][0] > 2 * plain.meta["normalisation"]["hi"][0]
+    assert "3 frames in the training window of fold f1" in plain.meta["normalisation_note"]
+    outside = BuildConfig(images=str(tmp_path / "plain"), goes=goes, size=16,
+                          norm_window=("2013-01-01", "2013-02-01"))
+    with pytest.raises(SolargenError, match="no frame falls in the window"):
+        build_dataset(outside, tmp_path / "ds-outside", progress=False)
+    fixed = build_dataset(BuildConfig(images=str(tmp_path / "plain"), goes=goes, size=16,
+                                      norm_range=(0.0, 1000.0)), tmp_path / "ds-fixed", progress=False)
+    assert fixed.meta["normalisation"]["lo"] == [0.0] and fixed.meta["normalisation"]["hi"] == [1000.0]
 
 
 def test_image_folder_zero_byte_jpeg_and_bad_times(tmp_path):

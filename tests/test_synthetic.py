@@ -16,8 +16,8 @@ from solargen.data.catalogs import read_flares
 from solargen.data.dataset import load_dataset
 from solargen.data.goes import GOES_CLASSES, read_goes
 from solargen.data.labels import label_frames
-from solargen.data.synthetic import (CHANNEL_LOOKS, SyntheticSun, SyntheticSunConfig, _pixel_gaussian,
-                                     flare_look, synodic_rate)
+from solargen.data.synthetic_sun import (CHANNEL_LOOKS, SyntheticSun, SyntheticSunConfig, _pixel_gaussian,
+                                         flare_look, synodic_rate)
 
 CFG = SyntheticSunConfig(n_frames=24 * 30, size=32, seed=3)
 

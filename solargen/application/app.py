@@ -26,6 +26,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from solargen.application import studio  # noqa: E402
+from solargen.data.dataset import to_uint8  # noqa: E402
 from solargen.data.goes import GOES_CLASSES, flux_to_class  # noqa: E402
 from solargen.diffusion.pipeline import SAMPLERS  # noqa: E402
 
@@ -102,13 +103,13 @@ def generate(model: str, dataset: str, classifier: str, flare_class: str | None,
              f"guidance {request.guidance_scale:g}, seeds {request.seed}-{request.seed + request.count - 1}"]
     if info.synthetic:
         notes.append("model trained on SYNTHETIC data: these are not solar images")
-    synthetic = [(img, f"{letter} · seed {s}") for img, s in zip(studio.to_uint8(result["images"]), result["seed"])]
+    synthetic = [(img, f"{letter} · seed {s}") for img, s in zip(to_uint8(result["images"][:, 0]), result["seed"])]
 
     real, std_path = [], None
     if dataset and str(dataset).strip():
         try:
             frames, times = studio.real_frames(dataset, info, letter, request.count, request.seed)
-            real = [(img, f"real {letter} · {t}") for img, t in zip(studio.to_uint8(frames), times)]
+            real = [(img, f"real {letter} · {t}") for img, t in zip(to_uint8(frames[:, 0]), times)]
             if not len(frames):
                 notes.append(f"the dataset has no frame of class {letter} under `{info.label_column}`")
             std_path = folder / "std_maps.png"

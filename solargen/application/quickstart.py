@@ -226,7 +226,7 @@ class Quickstart:
     # ------------------------------------------------------------------ model and samples
     def train_config(self):
         from solargen.data.dataset import load_dataset
-        from solargen.diffusion.train import load_config
+        from solargen.diffusion.run_config import load_config
         ds = load_dataset(self.dataset)
         overrides = [f"output_dir={self.paths.model_run}", f"seed={self.config.seed}",
                      f"data.dataset={self.dataset}", f"data.folds={self.folds}",

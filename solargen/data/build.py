@@ -2,8 +2,11 @@
 
 read -> validate (bad frames skipped and listed) -> resize (area) -> scale -> normalise -> label.
 Normalisation range: 8-bit products (the browse bundle, PNG/JPG) use their fixed 0..255 range, so
-no statistic is taken from the data; other sources use the 0.5 / 99.5 percentiles of the scaled
-brightness over all kept frames (intensity only, no labels), stated in meta.json and the report.
+no statistic is taken from the data; other sources use a fixed physical range (`norm_range`) or the
+0.5 / 99.5 percentiles of the scaled brightness over the frames of a TRAINING window only (the
+training window of fold `norm_fold` of `norm_folds`, or `norm_window`), so that validation and
+test frames never move the statistics. Which, and over how many frames, is in meta.json and the
+report.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from solargen.data.dataset import Normalisation, SolarDataset, scale_brightness,
 from solargen.data.goes import GOES_CLASSES, read_goes
 from solargen.data.labels import HORIZONS_HOURS, label_frames
 from solargen.data.sources import FrameError, area_resize, open_source
+from solargen.data.splits import load_folds
 from solargen.errors import SolargenError
 
 
@@ -37,21 +41,42 @@ class BuildConfig:
     goes_window_min: float = 5.0
     horizons: tuple[float, ...] = HORIZONS_HOURS
     percentiles: tuple[float, float] = (0.5, 99.5)
+    norm_folds: str = "configs/folds/2012-rolling.yaml"
+    norm_fold: str = "f1"
+    norm_window: tuple[str, str] | None = None      # UTC [start, end): instead of the fold's
+    norm_range: tuple[float, float] | None = None   # a fixed raw range instead of percentiles
 
 
-def _normalisation(raw: np.ndarray, value_range, config: BuildConfig) -> tuple[Normalisation, str]:
-    if value_range is not None:
-        lo, hi = (float(v) for v in scale_brightness(np.asarray(value_range), config.scaling))
-        n = raw.shape[1]
+def _normalisation(raw: np.ndarray, times: pd.DatetimeIndex, value_range,
+                   config: BuildConfig) -> tuple[Normalisation, str]:
+    n = raw.shape[1]
+    fixed = value_range if value_range is not None else config.norm_range
+    if fixed is not None:
+        lo, hi = (float(v) for v in scale_brightness(np.asarray(fixed, dtype=float), config.scaling))
+        if not hi > lo:
+            raise SolargenError(f"--norm-range {fixed[0]:g} {fixed[1]:g}: the upper end must exceed the lower")
+        what = "of the 8-bit product" if value_range is not None else "given with --norm-range"
         return (Normalisation(config.scaling, (lo,) * n, (hi,) * n),
-                f"fixed raw range {value_range[0]:g}..{value_range[1]:g} of the 8-bit product")
-    scaled = scale_brightness(raw, config.scaling)
+                f"fixed raw range {fixed[0]:g}..{fixed[1]:g} {what}")
+    if config.norm_window is not None:
+        start, end = (pd.Timestamp(t, tz="UTC") for t in config.norm_window)
+        where = f"the window {start} to {end} (--norm-window)"
+    else:
+        start, end = load_folds(config.norm_folds).get(config.norm_fold).window("train")
+        where = f"the training window of fold {config.norm_fold} of {config.norm_folds} ({start} to {end})"
+    inside = np.asarray((times >= start) & (times < end))
+    if not inside.any():
+        raise SolargenError(f"{config.images}: no frame falls in {where}, so no training statistics "
+                            "can normalise it; give --norm-window START END inside your training "
+                            "period, or a fixed range with --norm-range LO HI")
+    scaled = scale_brightness(raw[inside], config.scaling)
     p_lo, p_hi = config.percentiles
-    lo = tuple(float(np.percentile(scaled[:, c], p_lo)) for c in range(raw.shape[1]))
-    hi = tuple(float(np.percentile(scaled[:, c], p_hi)) for c in range(raw.shape[1]))
+    lo = tuple(float(np.percentile(scaled[:, c], p_lo)) for c in range(n))
+    hi = tuple(float(np.percentile(scaled[:, c], p_hi)) for c in range(n))
     hi = tuple(h if h > l else l + 1.0 for l, h in zip(lo, hi))
     return (Normalisation(config.scaling, lo, hi),
-            f"{p_lo:g} / {p_hi:g} percentiles of scaled brightness over all kept frames")
+            f"{p_lo:g} / {p_hi:g} percentiles of scaled brightness over the {int(inside.sum())} "
+            f"frames in {where}")
 
 
 def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -> SolarDataset:
@@ -79,8 +104,8 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
         raise SolargenError(f"{config.images}: no readable frames ({len(skipped)} skipped: "
                          f"{skipped[:3]})")
     raw = np.stack(frames)
-    norm, norm_note = _normalisation(raw, source.value_range, config)
     kept_times = times[kept]
+    norm, norm_note = _normalisation(raw, kept_times, source.value_range, config)
 
     labels, counts = label_frames(kept_times, goes, events, config.goes_window_min,
                                   config.peak_tolerance_min, config.horizons)

@@ -34,6 +34,13 @@ def _register_build(cmds: argparse._SubParsersAction) -> None:
                         "HEK peak within this many minutes (7 in the reference paper)")
     p.add_argument("--goes-window-min", type=float, default=5.0,
                    help="GOES flux at the frame time: max 1-8 A flux within +-this many minutes")
+    p.add_argument("--norm-folds", default="configs/folds/2012-rolling.yaml",
+                   help="non-8-bit sources: percentiles come from the training window of a fold of this file")
+    p.add_argument("--norm-fold", default="f1", help="... of this fold")
+    p.add_argument("--norm-window", nargs=2, metavar=("START", "END"),
+                   help="non-8-bit sources: percentiles from frames in [START, END) UTC instead")
+    p.add_argument("--norm-range", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="non-8-bit sources: a fixed raw brightness range instead of percentiles")
     p.add_argument("--out", required=True, type=Path, help="output dataset directory")
     p.set_defaults(func=_run_build)
 
@@ -45,7 +52,9 @@ def _run_build(args: argparse.Namespace) -> int:
         cmes=args.cmes, size=args.size,
         channels=tuple(c.strip() for c in args.channels.split(",") if c.strip()),
         scaling=args.scaling, peak_tolerance_min=args.peak_tolerance_min,
-        goes_window_min=args.goes_window_min)
+        goes_window_min=args.goes_window_min, norm_folds=args.norm_folds, norm_fold=args.norm_fold,
+        norm_window=tuple(args.norm_window) if args.norm_window else None,
+        norm_range=tuple(args.norm_range) if args.norm_range else None)
     ds = build_dataset(config, args.out)
     print(ds.describe())
     print(f"build report: {Path(args.out) / 'report.md'}")
@@ -53,7 +62,7 @@ def _run_build(args: argparse.Namespace) -> int:
 
 
 def _register_synthetic(cmds: argparse._SubParsersAction) -> None:
-    from solargen.data.synthetic import CHANNEL_LOOKS, SyntheticSunConfig
+    from solargen.data.synthetic_sun import CHANNEL_LOOKS, SyntheticSunConfig
     d = SyntheticSunConfig()
     p = cmds.add_parser("synthetic", help="write the synthetic embedded-default dataset (procedural, "
                                           "not solar data)",
@@ -94,7 +103,8 @@ def _class_mix(text: str) -> tuple[float, ...]:
 def _run_synthetic(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
-    from solargen.data.synthetic import SyntheticSunConfig, write_synthetic_dataset
+    from solargen.data.synthetic import write_synthetic_dataset
+    from solargen.data.synthetic_sun import SyntheticSunConfig
     cfg = SyntheticSunConfig(
         n_frames=args.n, size=args.size, seed=args.seed, start=args.start,
         channels=tuple(c.strip() for c in args.channels.split(",") if c.strip()),

@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 from urllib3.util.retry import Retry
 
 from solargen import io
+from solargen.errors import SolargenError
 from solargen.data.catalogs import heliographic_location
 
 CHANNELS = ("94", "131", "171", "193", "211", "304", "335", "1600", "1700")
@@ -65,7 +66,7 @@ AIA_SOURCES = ("browse", "level1")
 HALF_HOUR = pd.Timedelta("30min")
 
 
-class FetchError(OSError):
+class FetchError(SolargenError):
     """A download that failed after all retries."""
 
 
@@ -448,12 +449,12 @@ def fetch(start: str, end: str, channels: tuple[str, ...], out: str | Path,
     Level 1 searches through `aia_client` (default: sunpy's Fido). Returns the manifest."""
     unknown = [c for c in channels if c not in CHANNELS]
     if unknown:
-        raise ValueError(f"unknown AIA channel(s) {unknown}; AIA channels are {CHANNELS}")
+        raise SolargenError(f"unknown AIA channel(s) {unknown}; AIA channels are {CHANNELS}")
     if aia_source not in AIA_SOURCES:
-        raise ValueError(f"unknown AIA source {aia_source!r}; choose one of {AIA_SOURCES}")
+        raise SolargenError(f"unknown AIA source {aia_source!r}; choose one of {AIA_SOURCES}")
     t0, t1 = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
     if t1 <= t0:
-        raise ValueError(f"--end {end} must be after --start {start}")
+        raise SolargenError(f"--end {end} must be after --start {start}")
     fetcher = Fetcher(Path(out), endpoints, retries=retries, backoff_s=backoff_s, progress=progress)
     if aia_source == "level1":
         client = aia_client or SunpyAiaClient(retries=retries, backoff_s=backoff_s, progress=progress)

@@ -35,7 +35,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from solargen.diffusion.train import dry_run, load_config, train
+    from solargen.diffusion.run_config import dry_run, load_config
+    from solargen.diffusion.train import train
     cfg = load_config(args.config, [*flag_overrides(args, TRAIN_FLAGS), *args.set])
     if args.dry_run:
         print(dry_run(cfg), end="")

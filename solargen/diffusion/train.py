@@ -1,20 +1,19 @@
-"""Train the conditional DDPM on one fold's training split with accelerate.
+"""Train the conditional diffusion model on one fold's training split with accelerate.
 
-The batch at step s is a pure function of (seed, s): the data order of epoch e is drawn from
-SeedSequence([seed, e]) and the noise, timesteps and label dropout of step s from
-SeedSequence([seed, s, process]). With model, optimiser, LR schedule, EMA and RNG states restored
-by `accelerator.load_state`, a run resumed from a checkpoint continues exactly like one that was
-never interrupted.
+Model, optimiser, LR schedule, EMA and RNG states are saved by `accelerator.save_state` and restored
+by `accelerator.load_state`; with the step order of solargen.diffusion.training_data, a run resumed
+from a checkpoint continues exactly like one that was never interrupted, on any number of processes.
 
     output_dir/
       config.yaml            resolved run config (a resume must match it)
-      data_summary.json      training frames, exclusions, class counts
+      data_summary.json      training frames, exclusions, class counts, processes, global batch
       log.csv                step, loss, lr, grad_norm, seconds (wall time since this call's
                              loop start); a row every `log_every` steps
       tb/                    TensorBoard events (when tensorboard is installed)
       samples/step-*.png     per-class sample grids (EMA weights)
       checkpoints/step-*     accelerator.save_state, last `keep_checkpoints`
       loss.png               loss curve
+      latent_encoder/        class_latent models: the domain autoencoder of the training frames
       pipeline/              the final SolarDiffusionPipeline (EMA weights), written atomically
 """
 from __future__ import annotations
@@ -23,9 +22,9 @@ import csv
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,227 +33,14 @@ import yaml
 from torch import nn
 
 from solargen import config, io
-from solargen.data.dataset import load_dataset
-from solargen.data.goes import GOES_CLASSES, letters_from_flux
-from solargen.data.splits import fold_indices, load_folds
-from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
-from solargen.diffusion.conditioning import KINDS, FlareConditioning
+from solargen.data.goes import GOES_CLASSES
+from solargen.diffusion.conditioning import FlareConditioning
 from solargen.diffusion.loss import DiffusionObjective, ObjectiveConfig, noise_scheduler
-from solargen.diffusion.pipeline import (PIPELINE_FORMAT, SAMPLERS,
-                                         SolarDiffusionPipeline, UNetConfig, build_unet,
+from solargen.diffusion.pipeline import (PIPELINE_FORMAT, SolarDiffusionPipeline, build_unet,
                                          time_embed_dim)
-from solargen.errors import SolargenError
-
-CLASS_COLUMNS = ("goes_class", "peak_class", "max_class_24h", "max_class_48h", "max_class_72h")
-
-
-class TrainError(SolargenError):
-    """A training configuration or state that cannot be used."""
-
-
-@dataclass
-class DataConfig:
-    """Which frames train the model: one fold's training split of a dataset directory."""
-
-    dataset: str = "data/aia171-2012-64"
-    folds: str = "configs/folds/2012-rolling.yaml"
-    fold: str = "f1"
-    label_column: str = "goes_class"   # or peak_class, max_class_24h, ...; flux = matching *_flux
-    drop_stale: bool = True            # frames repeating the previous hour are not new images
-
-
-@dataclass
-class DiffusionTrainConfig:
-    """Optimisation, conditioning, logging and checkpointing."""
-
-    conditioning: str = "class"        # class | flux | both
-    p_uncond: float = 0.1              # label dropout for classifier-free guidance
-    max_steps: int = 20000
-    batch_size: int = 16               # per process and micro-batch
-    gradient_accumulation_steps: int = 1   # micro-batches per optimiser step
-    learning_rate: float = 3e-4
-    weight_decay: float = 1e-2
-    warmup_steps: int = 500
-    grad_clip: float = 1.0
-    ema_decay: float = 0.9999
-    ema_power: float = 0.75            # EMA warm-up (diffusers EMAModel): decay grows with steps
-    mixed_precision: str = "auto"      # auto (bf16 on a GPU that has it) | no | bf16 | fp16
-    balanced_sampling: bool = False    # draw every class equally often
-    latent_dim: int = 32               # class_latent: width of the domain-autoencoder latent
-    latent_epochs: int = 10            # class_latent: autoencoder training epochs
-    channels_last: bool = False        # NHWC memory format (faster convolutions on GPUs)
-    compile: bool = False              # torch.compile the UNet (worth it for long GPU runs)
-    data_on_device: bool = False       # keep the training frames on the accelerator
-    log_every: int = 1                 # log.csv / NaN check every k steps (each is a device sync)
-    sample_every: int = 1000           # per-class grids; 0 = never
-    samples_per_class: int = 4
-    sample_sampler: str = "dpm"
-    sample_steps: int = 20
-    sample_guidance: float = 1.0
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 3
-
-
-@dataclass
-class RunConfig:
-    output_dir: str = "runs/ddpm"
-    seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
-    model: UNetConfig = field(default_factory=UNetConfig)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    train: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return config.to_dict(self)
-
-
-# ----------------------------------------------------------------------------- config
-
-def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> RunConfig:
-    """YAML file (sections data/model/objective/train) plus `section.key=value` overrides."""
-    return config.load_config(RunConfig, path, overrides)
-
-
-def check_config(cfg: RunConfig) -> None:
-    t = cfg.train
-    if t.conditioning not in KINDS:
-        raise TrainError(f"train.conditioning must be one of {KINDS}, got {t.conditioning!r}")
-    if cfg.data.label_column not in CLASS_COLUMNS:
-        raise TrainError(f"data.label_column must be one of {CLASS_COLUMNS}, got {cfg.data.label_column!r}")
-    if not 0.0 <= t.p_uncond < 1.0:
-        raise TrainError(f"train.p_uncond must be in [0, 1), got {t.p_uncond}")
-    cfg.objective.check()
-    for name in ("max_steps", "batch_size", "keep_checkpoints", "sample_steps", "log_every",
-                 "gradient_accumulation_steps"):
-        if int(getattr(t, name)) < 1:
-            raise TrainError(f"train.{name} must be >= 1, got {getattr(t, name)}")
-    if t.sample_sampler not in SAMPLERS:
-        raise TrainError(f"train.sample_sampler must be one of {list(SAMPLERS)}")
-    if t.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-        raise TrainError(f"train.mixed_precision must be auto/no/bf16/fp16, got {t.mixed_precision!r}")
-
-
-def flux_column(label_column: str) -> str:
-    return label_column.replace("class", "flux")
-
-
-# ----------------------------------------------------------------------------- data
-
-@dataclass
-class TrainingData:
-    """The frames of one fold's training split that carry the label, in memory."""
-
-    frames: torch.Tensor            # (N, C, H, W) float16 in [-1, 1]
-    class_index: torch.Tensor       # (N,) long into GOES_CLASSES
-    log_flux: torch.Tensor          # (N,) float32 (NaN for a class-only model)
-    letters: np.ndarray             # (N,) str
-    summary: dict[str, Any]
-    latent: torch.Tensor | None = None   # (N, latent_dim) for a class_latent model
-    latent_encoder: SolarAutoencoder | None = None
-
-
-def load_training_data(cfg: RunConfig) -> tuple[TrainingData, Any]:
-    """Training split of the fold, with missing labels (and stale repeats) excluded and counted."""
-    ds = load_dataset(cfg.data.dataset)
-    fold = load_folds(cfg.data.folds).get(cfg.data.fold)
-    train_idx = fold_indices(ds.times, fold)["train"]
-    labels = ds.labels.iloc[train_idx]
-    # the labels a model needs: a class+latent model is a class model here (latents come later)
-    kind = "class" if cfg.train.conditioning == "class_latent" else cfg.train.conditioning
-    needed = [cfg.data.label_column] if kind == "class" else (
-        [flux_column(cfg.data.label_column)] + ([cfg.data.label_column] if kind == "both" else []))
-    for column in needed:
-        if column not in labels.columns:
-            raise TrainError(f"{ds.root}: labels table has no {column!r} column (has "
-                             f"{list(labels.columns)})")
-    keep = np.ones(len(labels), dtype=bool)
-    excluded: dict[str, int] = {}
-    if cfg.data.drop_stale and "stale" in labels.columns:
-        stale = labels["stale"].fillna(False).to_numpy(dtype=bool)
-        excluded["stale"] = int(stale.sum())
-        keep &= ~stale
-    for column in needed:
-        missing = labels[column].isna().to_numpy() & keep
-        excluded[f"missing_{column}"] = int(missing.sum())
-        keep &= ~missing
-    if kind != "class":
-        flux = labels[flux_column(cfg.data.label_column)].to_numpy(dtype=float)
-        bad = keep & ~(flux > 0)
-        if bad.any():
-            raise TrainError(f"{ds.root}: {int(bad.sum())} training frames have a non-positive "
-                             f"{flux_column(cfg.data.label_column)}")
-    rows = train_idx[keep]
-    if len(rows) == 0:
-        raise TrainError(f"{ds.root}: fold {fold.name!r} leaves no labelled training frames")
-    kept = labels[keep]
-    if kind == "class":
-        letters = kept[cfg.data.label_column].to_numpy(dtype=object).astype(str)
-        log_flux = np.full(len(rows), np.nan, dtype=np.float32)
-    else:
-        flux = kept[flux_column(cfg.data.label_column)].to_numpy(dtype=float)
-        letters = (kept[cfg.data.label_column].to_numpy(dtype=object) if kind == "both"
-                   else letters_from_flux(flux)).astype(str)
-        log_flux = np.log10(flux).astype(np.float32)
-    unknown = sorted(set(letters) - set(GOES_CLASSES))
-    if unknown:
-        raise TrainError(f"{ds.root}: column {cfg.data.label_column!r} holds non-GOES classes {unknown}")
-    frames = torch.from_numpy(np.ascontiguousarray(ds.frames[rows], dtype=np.float16))
-    counts = {c: int((letters == c).sum()) for c in GOES_CLASSES if (letters == c).any()}
-    start, end = fold.window("train")
-    summary = {
-        "dataset": str(ds.root), "folds": cfg.data.folds, "fold": fold.name,
-        "train_window": [start.isoformat(), (end - pd.Timedelta(seconds=1)).isoformat()],
-        "first_frame": ds.times[rows[0]].isoformat(), "last_frame": ds.times[rows[-1]].isoformat(),
-        "frames_in_window": int(len(train_idx)), "frames_used": int(len(rows)),
-        "excluded": excluded, "class_counts": counts,
-        "label_column": cfg.data.label_column,
-        "flux_column": None if kind == "class" else flux_column(cfg.data.label_column),
-    }
-    if kind != "class":
-        summary["flux_quantiles"] = {c: np.quantile(log_flux[letters == c], np.linspace(0, 1, 21)).tolist()
-                                     for c in counts}
-    data = TrainingData(frames, torch.tensor([GOES_CLASSES.index(c) for c in letters]),
-                        torch.from_numpy(log_flux), letters, summary)
-    return data, ds
-
-
-class BatchOrder:
-    """Frame indices of every optimiser step's global batch: epoch e shuffled (or class-balanced)
-    by SeedSequence([seed, e]). A global batch is processes x micro-batches x batch_size frames;
-    what a process sees is a slice of it (`chunk`), so the frames of a step do not depend on how
-    it is split across processes and accumulation."""
-
-    def __init__(self, letters: np.ndarray, global_batch: int, seed: int, balanced: bool):
-        self.n, self.global_batch, self.seed = len(letters), global_batch, seed
-        if self.n < global_batch:
-            raise TrainError(f"{self.n} training frames are fewer than one batch of {global_batch}")
-        self.steps_per_epoch = self.n // global_batch
-        counts = {c: (letters == c).sum() for c in set(letters)}
-        w = np.array([1.0 / counts[c] for c in letters])
-        self.weights = w / w.sum() if balanced else None
-        self._epoch, self._order = -1, np.empty(0, dtype=np.int64)
-
-    def indices(self, step: int) -> np.ndarray:
-        epoch, pos = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))
-            self._order = (rng.choice(self.n, size=self.n, p=self.weights) if self.weights is not None
-                           else rng.permutation(self.n))
-            self._epoch = epoch
-        return self._order[pos * self.global_batch:(pos + 1) * self.global_batch]
-
-
-def chunk(micro: int, rank: int, processes: int, batch_size: int) -> slice:
-    """The rows of a global batch that micro-batch `micro` of process `rank` trains on."""
-    start = (micro * processes + rank) * batch_size
-    return slice(start, start + batch_size)
-
-
-def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """The random stream of one optimiser step (noise, timesteps, label dropout of its whole global
-    batch; every process draws all of it and keeps its chunk)."""
-    state = np.random.SeedSequence([seed, step, 1]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator(device=device).manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+from solargen.diffusion.run_config import (RunConfig, TrainError, check_config, resolve_mixed_precision)
+from solargen.diffusion.training_data import (BatchOrder, TrainingData, chunk, fit_latent_encoder,
+                                              load_training_data, step_generator)
 
 
 # ----------------------------------------------------------------------------- model
@@ -280,26 +66,6 @@ def build_models(cfg: RunConfig, known_classes: list[str]) -> Denoiser:
                                      classes=GOES_CLASSES, known_classes=known_classes,
                                      latent_dim=latent_dim)
     return Denoiser(unet, conditioning)
-
-
-def fit_latent_encoder(cfg: RunConfig, data: TrainingData, directory: Path,
-                       main: bool) -> tuple[SolarAutoencoder, torch.Tensor]:
-    """The domain autoencoder of a class_latent model, trained on the training frames only (kept in
-    the run directory, so a resumed run reuses it), and the latents of those frames."""
-    if (io.recover_dir(directory) / "config.json").is_file():
-        encoder = SolarAutoencoder.from_pretrained(directory)
-    else:
-        encoder, _ = train_autoencoder(data.frames.float().numpy(),
-                                       FitConfig(epochs=cfg.train.latent_epochs, seed=cfg.seed),
-                                       latent_dim=cfg.train.latent_dim)
-        if main:
-            with io.atomic_dir(directory) as tmp:
-                encoder.save_pretrained(tmp)
-    encoder.eval()
-    with torch.no_grad():
-        latents = torch.cat([encoder.encode(data.frames[i:i + 256].float())
-                             for i in range(0, len(data.frames), 256)])
-    return encoder, latents.float()
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -330,16 +96,6 @@ class TrainResult:
     pipeline_dir: Path | None
     start_step: int
     loop_seconds: float = 0.0       # wall time of the training steps (no setup, no final save)
-
-
-def resolve_mixed_precision(value: str) -> str | None:
-    """auto: what `accelerate launch --mixed_precision` said (None lets accelerate read it), else
-    bf16 on a GPU that has it, else no. An explicit value wins over the launcher."""
-    if value != "auto":
-        return value
-    if "ACCELERATE_MIXED_PRECISION" in os.environ:
-        return None
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
 def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = None,
@@ -658,13 +414,3 @@ def _plot_losses(log_csv: Path, path: Path, objective: ObjectiveConfig) -> None:
     with io.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
-
-
-def dry_run(cfg: RunConfig) -> str:
-    check_config(cfg)
-    text = config.to_yaml(cfg)
-    unet = build_unet(cfg.model)
-    n_params = sum(p.numel() for p in unet.parameters())
-    return (text + f"# UNet {cfg.model.size}: {n_params / 1e6:.2f} M parameters, blocks "
-            f"{list(unet.config.down_block_types)}; mixed precision here: "
-            f"{resolve_mixed_precision(cfg.train.mixed_precision)}\n")
