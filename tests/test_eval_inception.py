@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from eval import fid
+from eval import features, fid
 from eval.features import CleanFidInception, get_extractor, inception_path, to_uint8_rgb
 
 
@@ -48,3 +48,12 @@ def test_offline_inception_fid(no_network, tmp_path):
     folder = get_folder_features(str(tmp_path), model, num_workers=0, batch_size=8,
                                  device=torch.device("cpu"), mode="clean", verbose=False)
     assert np.allclose(folder, feats, atol=1e-4)
+
+
+def test_inception_weights_are_hash_checked(tmp_path):
+    from eval.features import FeatureError, check_sha1
+    check_sha1(inception_path(), features.INCEPTION_SHA1)          # the shipped file passes
+    fake = tmp_path / "default_1.pt"
+    fake.write_bytes(b"not the InceptionV3 weights")
+    with pytest.raises(FeatureError, match="SHA-1 .* is not the pinned InceptionV3 weights"):
+        check_sha1(fake, features.INCEPTION_SHA1)

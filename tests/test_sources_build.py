@@ -126,6 +126,26 @@ def test_fits_normalisation_comes_from_training_frames_only(tmp_path):
     assert fixed.meta["normalisation"]["lo"] == [0.0] and fixed.meta["normalisation"]["hi"] == [1000.0]
 
 
+def test_blacked_out_frames_are_skipped_with_the_reason(tmp_path):
+    """A black block on the disk (a missing readout) skips the frame; JPEG-like dark specks do not."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    disk = np.where(np.hypot(yy - 31.5, xx - 31.5) < 28, 90, 10).astype(np.float64)
+    frames = np.repeat(disk[None], 6, axis=0) + rng.normal(0, 3, (6, 64, 64))
+    frames[2, 20:40, 10:30] = 0                               # a 20 x 20 blacked-out block
+    specks = rng.choice(64 * 64, 30, replace=False)
+    frames[4].flat[specks] = 0                                # isolated black pixels only
+    bundle = tmp_path / "b.npz"
+    np.savez(bundle, aia171=frames.clip(0, 255).astype(np.uint8),
+             t_obs_171=np.array([t.strftime("%Y-%m-%dT%H:%M:%S") for t in HOURS]))
+    ds = build_dataset(BuildConfig(images=str(bundle), goes=write_goes(tmp_path / "g.csv"), size=16),
+                       tmp_path / "ds", progress=False)
+    assert len(ds) == 5
+    (skip,) = ds.meta["skipped"]
+    assert skip["reason"].startswith("blacked-out region: channel 171: a black region covers")
+    assert "1 frames skipped for a blacked-out region" in (tmp_path / "ds" / "report.md").read_text()
+
+
 def test_image_folder_zero_byte_jpeg_and_bad_times(tmp_path):
     folder = tmp_path / "img"
     folder.mkdir()
@@ -135,7 +155,7 @@ def test_image_folder_zero_byte_jpeg_and_bad_times(tmp_path):
         if h == 2:
             (folder / name).write_bytes(b"")
         else:
-            Image.fromarray(np.full((40, 40, 3), 30 * h, np.uint8)).save(folder / name)
+            Image.fromarray(np.full((40, 40, 3), 30 * h + 30, np.uint8)).save(folder / name)
         rows.append((name, HOURS[h].isoformat()))
     times = tmp_path / "times.csv"
     pd.DataFrame(rows, columns=["file", "t_obs"]).to_csv(times, index=False)
@@ -219,7 +239,10 @@ def test_real_2012_build_counts_match_independent_recount(shared_data, tmp_path)
                                    goes=shared_data / "goes" / "goes_xrs_5min_2011_2012.csv",
                                    flares=shared_data / "flares" / "hek_goes_flares_2003_2023.csv"),
                        out, progress=False)
-    assert len(ds) == 7642 and ds.frames.shape == (7642, 1, 64, 64)
+    blackouts = [s for s in ds.meta["skipped"] if s["reason"].startswith("blacked-out region")]
+    assert len(ds) + len(blackouts) == 7642 and ds.frames.shape == (len(ds), 1, 64, 64)
+    assert 40 <= len(blackouts) <= 90        # 2012's 171 browse frames with blacked-out blocks
+    assert any(s["frame"].endswith("[404]") for s in blackouts)   # 2012-01-18 14:56, nearly black
     # Independent re-count: put the flux on a regular 5-min grid, take sliding 24 h maxima.
     g = pd.read_csv(shared_data / "goes" / "goes_xrs_5min_2011_2012.csv", parse_dates=["time"])
     flux = g.set_index("time")["xrsb"].where(lambda v: v > 1e-9).resample("5min").max()

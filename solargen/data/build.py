@@ -45,6 +45,28 @@ class BuildConfig:
     norm_fold: str = "f1"
     norm_window: tuple[str, str] | None = None      # UTC [start, end): instead of the fold's
     norm_range: tuple[float, float] | None = None   # a fixed raw range instead of percentiles
+    dark_fraction: float = 0.01     # skip a frame whose largest black region covers more of the disk
+
+
+BLACKOUT = "blacked-out region"
+
+
+def blacked_out(image: np.ndarray, value_range: tuple[float, float] | None, limit: float) -> float | None:
+    """The fraction of the central disk (within 0.75 of the half-width, on the disk for browse
+    images and level-1 AIA alike) that the largest connected black region covers, when it exceeds
+    `limit`: a blacked-out block or a missing readout. Black is <= 2 of 255 for 8-bit products
+    (their JPEG noise never reaches it on the disk) and exactly 0 otherwise."""
+    from scipy import ndimage
+    h, w = image.shape
+    yy, xx = np.mgrid[:h, :w]
+    disk = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) < 0.75 * min(h, w) / 2
+    black = image <= (value_range[0] + 2 * (value_range[1] - value_range[0]) / 255 if value_range else 0.0)
+    labels, count = ndimage.label(black & disk)
+    if count == 0:
+        return None
+    pixels = np.bincount(labels.ravel())[1:].max()
+    largest = pixels / disk.sum()
+    return float(largest) if largest > limit and pixels >= 4 else None   # a lone pixel is noise
 
 
 def _normalisation(raw: np.ndarray, times: pd.DatetimeIndex, value_range,
@@ -97,6 +119,12 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
             channels = source.read(i)
         except FrameError as exc:
             skipped.append((source.origin(i), str(exc).split(": ", 1)[-1]))
+            continue
+        dark = [(ch, f) for ch, img in zip(config.channels, channels)
+                if (f := blacked_out(img, source.value_range, config.dark_fraction)) is not None]
+        if dark:
+            skipped.append((source.origin(i), f"{BLACKOUT}: " + "; ".join(
+                f"channel {ch}: a black region covers {f:.1%} of the central disk" for ch, f in dark)))
             continue
         frames.append(np.stack([area_resize(img, config.size) for img in channels]))
         kept.append(i)
@@ -185,6 +213,10 @@ def render_report(meta: dict, labels: pd.DataFrame) -> str:
                   "GOES series or has no valid sample; `goes_class` is missing where no valid "
                   "sample lies within the window (floor and fill values are missing data)."]
     lines += ["", "## Skipped frames", ""]
+    blackouts = sum(s["reason"].startswith(BLACKOUT) for s in meta.get("skipped", []))
+    lines.append(f"{blackouts} frames skipped for a {BLACKOUT} (the largest black area covers more "
+                 f"than {meta.get('build_config', {}).get('dark_fraction', 0.01):.0%} of the central "
+                 "disk: blacked-out blocks, partial readouts); the rest for unreadable input.\n")
     if meta.get("skipped"):
         lines += [f"- {s['frame']}: {s['reason']}" for s in meta["skipped"]]
     else:

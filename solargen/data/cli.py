@@ -41,6 +41,9 @@ def _register_build(cmds: argparse._SubParsersAction) -> None:
                    help="non-8-bit sources: percentiles from frames in [START, END) UTC instead")
     p.add_argument("--norm-range", nargs=2, type=float, metavar=("LO", "HI"),
                    help="non-8-bit sources: a fixed raw brightness range instead of percentiles")
+    p.add_argument("--dark-fraction", type=float, default=0.01,
+                   help="skip a frame whose largest black region covers more than this fraction of "
+                        "the central disk (blacked-out blocks, missing readouts)")
     p.add_argument("--out", required=True, type=Path, help="output dataset directory")
     p.set_defaults(func=_run_build)
 
@@ -54,7 +57,7 @@ def _run_build(args: argparse.Namespace) -> int:
         scaling=args.scaling, peak_tolerance_min=args.peak_tolerance_min,
         goes_window_min=args.goes_window_min, norm_folds=args.norm_folds, norm_fold=args.norm_fold,
         norm_window=tuple(args.norm_window) if args.norm_window else None,
-        norm_range=tuple(args.norm_range) if args.norm_range else None)
+        norm_range=tuple(args.norm_range) if args.norm_range else None, dark_fraction=args.dark_fraction)
     ds = build_dataset(config, args.out)
     print(ds.describe())
     print(f"build report: {Path(args.out) / 'report.md'}")
