@@ -140,7 +140,7 @@ def _mirror(root: Path) -> None:
         if h == MISSING_HOUR:
             continue
         t = DAY + pd.Timedelta(hours=h, seconds=12)
-        Image.fromarray(np.full((32, 32, 3), 20 * h, np.uint8)).save(folder / f"{t:%Y%m%d_%H%M%S}_512_0171.jpg")
+        Image.fromarray(np.full((32, 32, 3), 20 * h + 20, np.uint8)).save(folder / f"{t:%Y%m%d_%H%M%S}_512_0171.jpg")
     goes = root / "goes" / "goes15" / "2012" / "03"
     goes.mkdir(parents=True)
     for d in range(5):
