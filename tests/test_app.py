@@ -109,6 +109,8 @@ def test_generate_endpoint_returns_requested_images(client, studio_url):
     ({"flare_class": "Z"}, "'Z'"),
     ({"model": "/nonexistent/solargen-model"}, "no such model directory"),
     ({"sampler": "euler"}, "euler"),
+    ({"count": 2.5}, "count must be a whole number, got 2.5"),
+    ({"steps": 7.5}, "steps must be a whole number"),
 ])
 def test_invalid_inputs_give_readable_errors(client, studio_url, change, message):
     with pytest.raises(Exception) as info:
@@ -150,6 +152,56 @@ def test_flux_requests_are_checked_against_the_model(app_module):
     with pytest.raises(StudioError, match="learned only classes B, C, M"):
         validate(SampleRequest(model="m", log_flux=-3.5), _flux_info("both"))   # X1.0 > anything learned
     assert "GOES class **M3.2**" in app_module._flux_label(np.log10(3.2e-5))
+
+
+def test_raw_json_nan_flux_is_refused(studio_url):
+    """gradio_client will not send NaN; a hand-written JSON body can (Python's json writes NaN)."""
+    import urllib.request
+    url = studio_url[0].rstrip("/")
+    body = json.dumps({"data": _args(studio_url[1], log_flux=float("nan"))}).encode()
+    assert b"NaN" in body
+    request = urllib.request.Request(f"{url}/gradio_api/call/generate", data=body,
+                                     headers={"Content-Type": "application/json"})
+    event_id = json.loads(urllib.request.urlopen(request, timeout=30).read())["event_id"]
+    stream = urllib.request.urlopen(f"{url}/gradio_api/call/generate/{event_id}", timeout=120).read().decode()
+    assert "event: error" in stream and "log10 flux must be a finite number" in stream, stream[-500:]
+
+
+def test_probabilities_are_rounded_and_the_panel_says_what_the_model_takes(client, studio_url):
+    out = studio_url[1]
+    probs = client.predict(*_args(out, count=2), api_name="/generate")[3]
+    values = [v for row in probs["data"] for v in row[2:]]
+    assert values and all(round(float(v), 3) == float(v) and len(repr(float(v))) <= 6 for v in values)
+    from solargen.application.studio import inspect_model
+    info = inspect_model(out / "model" / "pipeline")
+    assert info.kind == "class" and "no X-ray flux control" in info.describe()
+
+
+def test_long_request_and_ten_short_ones_all_complete_in_queue_order(client, studio_url):
+    """One long generation (64 images, 1000 steps) holds a worker while ten short ones queue
+    behind it on the other: every request completes, the short ones in the order they queued."""
+    from gradio_client.utils import Status
+    out = studio_url[1]
+    finished: list[str] = []
+
+    def submit(name: str, **changes):
+        job = client.submit(*_args(out, **changes), api_name="/generate",
+                            result_callbacks=[lambda *r: finished.append(name)])
+        deadline = time.time() + 60          # joined the server's queue before the next one is sent
+        while job.status().code in (Status.STARTING, Status.JOINING_QUEUE) and time.time() < deadline:
+            time.sleep(0.05)
+        return job
+
+    long_job = submit("long", count=64, steps=1000, sampler="ddpm")
+    short = [submit(f"short{i}", count=1, seed=i) for i in range(10)]
+    results = [job.result(timeout=600) for job in short]
+    assert len(long_job.result(timeout=900)[0]) == 64
+    assert [r[0][0]["caption"].split("seed ")[1] for r in results] == [str(i) for i in range(10)]
+    deadline = time.time() + 30
+    while len(finished) < 11 and time.time() < deadline:     # callbacks run on the client's threads
+        time.sleep(0.1)
+    assert [f for f in finished if f != "long"] == [f"short{i}" for i in range(10)]
+    assert "long" in finished
 
 
 def test_ten_concurrent_requests_all_complete(client, studio_url):

@@ -158,7 +158,8 @@ def build_app(model: str | None = None, dataset: str | None = None,
     flux0 = info.default_log_flux() if info else -5.0
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        gr.Markdown(f"# {TITLE}\nClass- and flux-conditioned diffusion of full-disk solar images. "
+        gr.Markdown(f"# {TITLE}\nDiffusion of full-disk solar images conditioned on GOES flare class "
+                    "and/or X-ray flux: the model panel says which condition the chosen model takes. "
                     "Pick a model and a condition, then generate.")
         with gr.Row():
             with gr.Column(scale=2):
@@ -184,11 +185,12 @@ def build_app(model: str | None = None, dataset: str | None = None,
                                    label="Sampler (ddpm: ancestral, robust for briefly trained "
                                          "models; dpm / ddim: fast ODE solvers)")
             with gr.Column():
-                steps = gr.Number(50, precision=0, label="Steps")
+                # no `precision`: Gradio would round 2.5 to 2; studio.validate refuses non-integers
+                steps = gr.Number(50, label="Steps")
                 with gr.Row():
-                    seed = gr.Number(0, precision=0, label="Seed (image i uses seed + i)")
+                    seed = gr.Number(0, label="Seed (image i uses seed + i)")
                     randomise = gr.Button("Randomise seed", size="sm")
-                count = gr.Number(4, precision=0, label=f"Count (1-{studio.MAX_COUNT})")
+                count = gr.Number(4, label=f"Count (1-{studio.MAX_COUNT})")
                 run_btn = gr.Button("Generate", variant="primary", elem_id="generate-button")
         status = gr.Markdown()
         with gr.Tabs():

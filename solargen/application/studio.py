@@ -32,7 +32,7 @@ QUICKSTART_DIR = Path("runs/quickstart")
 STUDIO_FILE = "studio.json"          # written by `solargen quickstart`: its model, data, classifier
 MAX_COUNT = 64
 MAX_GUIDANCE = 20.0
-SAMPLE_CHUNK = 4                     # images per pipeline call (the granularity of progress)
+SAMPLE_CHUNK = 16                    # images per pipeline call (the granularity of progress)
 LOG_FLUX_RANGE = (-8.0, -3.0)        # the app's flux slider: A1.0 to X10
 
 
@@ -93,6 +93,8 @@ class ModelInfo:
         cond = {"class": "GOES flare class", "flux": "log10 1-8 A X-ray flux",
                 "both": "X-ray flux and its GOES class",
                 "class_latent": "GOES flare class (latent drawn from the class's training frames)"}[self.kind]
+        if not self.uses_flux:
+            cond += " only: this model has no X-ray flux control"
         lines = [f"**Model** `{self.path}`",
                  f"- trained on {data}: `{self.dataset}`, fold {self.fold} training split ({window}), "
                  f"{self.frames_used if self.frames_used is not None else '?'} frames",
@@ -190,6 +192,13 @@ def _as_int(value: Any, name: str) -> int:
     return int(number)
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def validate(request: SampleRequest, info: ModelInfo) -> SampleRequest:
     """Check every field against the model; return the request with clean types."""
     from solargen.diffusion.pipeline import SAMPLERS
@@ -225,6 +234,9 @@ def validate(request: SampleRequest, info: ModelInfo) -> SampleRequest:
             raise StudioError(f"flux 10^{log_flux:g} W m^-2 is class {flux_to_class(10 ** log_flux)}; "
                               f"this model learned only classes {', '.join(info.known_classes)}")
     else:
+        if request.log_flux is not None and not _finite(request.log_flux):
+            raise StudioError(f"log10 flux must be a finite number, got {request.log_flux!r} (this "
+                              f"{info.kind} model does not use it)")
         flare_class = str(request.flare_class or "").strip().upper()
         if flare_class not in info.known_classes:
             what = "no flare class given" if not flare_class else f"flare class {request.flare_class!r} is unknown to this model"
@@ -339,7 +351,8 @@ def class_probabilities(classifier_dir: str | Path, images: np.ndarray) -> pd.Da
     with torch.no_grad():
         probs = torch.softmax(torch.from_numpy(model.predict(images)), dim=1).numpy()
     names = list(model.config.class_names)
-    table = pd.DataFrame(probs, columns=[f"P({c})" for c in names]).round(3)
+    # float64 before rounding: a rounded float32 shows as 0.12099999934434891 once in JSON
+    table = pd.DataFrame(probs.astype(np.float64), columns=[f"P({c})" for c in names]).round(3)
     table.insert(0, "predicted", [names[i] for i in probs.argmax(axis=1)])
     table.insert(0, "image", np.arange(1, len(images) + 1))
     return table
