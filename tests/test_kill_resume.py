@@ -1,0 +1,83 @@
+"""kill -9 at a random point of a long command, then the same command again: the finished result is
+the one an uninterrupted run gives, and nothing half-written is taken for a result."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "0"}
+
+
+def solargen(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "solargen", *args], cwd=cwd, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def run_to_end(args: list[str], cwd: Path) -> float:
+    tic = time.perf_counter()
+    proc = solargen(args, cwd)
+    _, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    return time.perf_counter() - tic
+
+
+def kill_at(args: list[str], cwd: Path, after: float) -> None:
+    proc = solargen(args, cwd)
+    try:
+        proc.wait(timeout=after)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def stable(obj: Any) -> Any:
+    """A result without what legitimately differs between runs (wall times, provenance, paths)."""
+    if isinstance(obj, dict):
+        return {k: stable(v) for k, v in obj.items()
+                if k not in ("provenance", "command", "git_commit", "out", "real_dir") and "seconds" not in k}
+    if isinstance(obj, list):
+        return [stable(v) for v in obj]
+    return obj
+
+
+def assert_kill_anywhere_resumes(tmp_path: Path, make_args, result: str, tries: int = 3) -> None:
+    """Reference run into ref/, then `tries` runs each killed at a random moment of the reference's
+    duration and rerun to the end; every result file equals the reference's."""
+    duration = run_to_end(make_args(tmp_path / "ref"), tmp_path)
+    reference = stable(json.loads((tmp_path / "ref" / result).read_text()))
+    rng = np.random.default_rng(0)
+    for k, fraction in enumerate(rng.uniform(0.15, 0.9, tries)):
+        out = tmp_path / f"killed-{k}"
+        kill_at(make_args(out), tmp_path, fraction * duration)
+        run_to_end(make_args(out), tmp_path)
+        again = stable(json.loads((out / result).read_text()))
+        assert again == reference, f"try {k} (killed at {fraction:.0%} of the run) differs"
+
+
+def test_eval_killed_anywhere_resumes_to_the_same_metrics(tmp_path):
+    from test_eval import letters_flux, structured_frames, write_npz, write_structured_dataset
+    rng = np.random.default_rng(7)
+    write_structured_dataset(tmp_path / "real", rng)
+    letters, flux = letters_flux(150, rng)
+    meta = {"label_column": "peak_class", "flux_column": "peak_flux", "synthetic_training_data": True,
+            "training": {"folds": "configs/folds/2012-rolling.yaml", "fold": "f1"}}
+    write_npz(tmp_path / "gen.npz", structured_frames(flux, rng), letters, flux, meta)
+
+    def args(out: Path) -> list[str]:
+        return ["eval", "--real", str(tmp_path / "real"), "--generated", str(tmp_path / "gen.npz"),
+                "--out", str(out), "--features", "domain", "--set-size", "30", "--n-sets", "3",
+                "--epochs", "2", "--latent-dim", "8", "--device", "cpu"]
+
+    assert_kill_anywhere_resumes(tmp_path, args, "metrics.json")
