@@ -3,18 +3,19 @@ flux-balanced sets, and read them back with networks trained on real frames only
 
     python bench/conditioning.py models --bundle .gpu_bundle/aia171-f1-64 --work runs/cond \
         --kinds class_latent flux both --steps 500          # the part worth a GPU
-    python bench/conditioning.py score --bundle .gpu_bundle/aia171-f1-64 --work runs/cond \
-        --model class=runs/gpu/pipeline --results docs/results/<date>-conditioning
+    python bench/conditioning.py score --bundle .gpu_bundle/aia171-f1-64 \
+        --model class=runs/gpu/pipeline flux=runs/cond/flux ... --results docs/results/<date>-conditioning
 
 `models` trains each kind with the project trainer (configs/ddpm-64-class-gpu.yaml unless --config,
 compile off) and draws, per model, --per-class images of every known class with DPM-Solver++
 (class and class+latent models: the class is requested; flux and class+flux models: fluxes
 log-uniform over each class's training decade). Writes samples-<kind>.npz and pipeline-<kind>.tar.
 
-`score` trains the fidelity classifier (GOES class) and the flux regressor on the bundle's real
-training frames, then reports per model how often the classifier returns the requested class
-(against chance = 1 / number of classes, and against its recall on real frames of the same
-classes), and for flux models the Spearman correlation between requested and read flux.
+`score` samples each given model (every class with the same seeds), trains the fidelity classifier
+(GOES class) and the flux regressor on the bundle's real training frames, then reports per model how
+often the classifier returns the requested class (against chance = 1 / number of classes, and
+against its recall on real frames of the same classes), for flux models the Spearman correlation
+between requested and read flux, and the mean same-seed difference between classes.
 """
 from __future__ import annotations
 
@@ -41,28 +42,49 @@ def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def requested_conditions(pipe, per_class: int, seed: int) -> dict[str, list]:
-    """per_class images of each known class; flux models get fluxes log-uniform in the decade."""
-    classes = pipe.known_classes
+def requested_conditions(pipe, letter: str, per_class: int, seed: int) -> dict[str, list]:
+    """per_class images of one class; flux models get fluxes log-uniform in the class's decade."""
     if not pipe.conditioning.uses_flux:
-        return {"flare_class": [c for c in classes for _ in range(per_class)]}
+        return {"flare_class": [letter] * per_class}
     rng = np.random.default_rng(seed)
-    return {"goes_flux": [float(10 ** (DECADE[c] + rng.uniform(0.0, 0.999)))
-                          for c in classes for _ in range(per_class)]}
+    return {"goes_flux": [float(10 ** (DECADE[letter] + u)) for u in rng.uniform(0.0, 0.999, per_class)]}
 
 
 def draw(pipe, per_class: int, steps: int, batch: int, device: torch.device) -> dict[str, np.ndarray]:
+    """per_class images of every known class, each class with the SAME seeds 0..per_class-1, so
+    that images i of two classes differ only by their condition."""
     from solargen.data.goes import letters_from_flux
     from solargen.diffusion.sample import sample_set
-    conditions = requested_conditions(pipe, per_class, seed=0)
-    with _autocast(device):
-        out = sample_set(pipe, seed=0, batch_size=batch, sampler="dpm", num_inference_steps=steps,
-                         progress=False, **conditions)
-    flux = np.asarray(conditions.get("goes_flux", [np.nan] * len(out["images"])), dtype=float)
-    letters = (np.asarray(conditions["flare_class"]) if "flare_class" in conditions
-               else letters_from_flux(flux).astype(str))
-    return {"images": to_uint8(out["images"]),
-            "flare_class": letters.astype(str), "goes_flux": flux}
+    images, letters, fluxes = [], [], []
+    for letter in pipe.known_classes:
+        conditions = requested_conditions(pipe, letter, per_class, seed=0)
+        with _autocast(device):
+            out = sample_set(pipe, seed=0, batch_size=batch, sampler="dpm", num_inference_steps=steps,
+                             progress=False, **conditions)
+        flux = np.asarray(conditions.get("goes_flux", [np.nan] * per_class), dtype=float)
+        images.append(to_uint8(out["images"]))
+        letters += (conditions["flare_class"] if "flare_class" in conditions
+                    else list(letters_from_flux(flux).astype(str)))
+        fluxes.append(flux)
+    return {"images": np.concatenate(images), "flare_class": np.asarray(letters, dtype=str),
+            "goes_flux": np.concatenate(fluxes), "seed": np.tile(np.arange(per_class), len(images))}
+
+
+def same_seed_difference(s: dict[str, np.ndarray], base: str = "B") -> dict[str, float]:
+    """Mean |image(class) - image(base)| in [-1, 1] units over pixels and seeds, for every other
+    class drawn with the same seeds (how much the condition changes a sample)."""
+    gen = from_uint8(s["images"])
+    asked = s["flare_class"].astype(str)
+    if "seed" not in s or base not in asked:
+        return {}
+    ref = {int(k): gen[i] for i, k in zip(np.flatnonzero(asked == base), s["seed"][asked == base])}
+    out = {}
+    for letter in sorted(set(asked) - {base}, key="ABCMX".index):
+        rows = np.flatnonzero(asked == letter)
+        diffs = [np.abs(gen[i] - ref[int(k)]).mean() for i, k in zip(rows, s["seed"][rows]) if int(k) in ref]
+        if diffs:
+            out[f"{letter}-{base}"] = float(np.mean(diffs))
+    return out
 
 
 def read_as(true: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, dict[str, int]]:
@@ -117,7 +139,7 @@ def score(args: argparse.Namespace) -> dict:
     from solargen.diffusion.autoencoder import FitConfig
     from solargen.diffusion.pipeline import SolarDiffusionPipeline
 
-    work, results = Path(args.work), Path(args.results)
+    results = Path(args.results)
     ds = load_dataset(args.bundle)
     frames = np.asarray(ds.frames, dtype=np.float32)
     letters = ds.labels["goes_class"].fillna("").astype(str).to_numpy()
@@ -136,9 +158,8 @@ def score(args: argparse.Namespace) -> dict:
                    for c, row in read_as(letters[held], real_pred, names).items()}
     real_rho = float(spearmanr(np.log10(flux[held]), read_log_flux(regressor, frames[held])).statistic)
 
-    sets = {kind: dict(np.load(work / f"samples-{kind}.npz")) for kind in
-            [p.stem.removeprefix("samples-") for p in sorted(work.glob("samples-*.npz"))]}
-    for spec in args.model:                     # kind=pipeline_dir: sample here (e.g. the GPU class model)
+    sets = {}
+    for spec in args.model:                     # kind=pipeline_dir: sampled here, same seeds per class
         kind, _, path = spec.partition("=")
         pipe = SolarDiffusionPipeline.from_pretrained(path, torch_dtype=torch.float32)
         pipe.set_progress_bar_config(disable=True)
@@ -154,7 +175,7 @@ def score(args: argparse.Namespace) -> dict:
         rows = read_as(asked, pred, names)
         m = {"n": int(len(gen)), "agreement": float(np.mean(pred == asked)),
              "agreement_per_class": {c: row[c] / sum(row.values()) for c, row in rows.items()},
-             "read_as": rows}
+             "read_as": rows, "same_seed_difference": same_seed_difference(s)}
         if np.isfinite(s["goes_flux"]).all():
             read = read_log_flux(regressor, gen)
             m["spearman_flux"] = float(spearmanr(np.log10(s["goes_flux"]), read).statistic)
@@ -183,9 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--batch", type=int, default=500)
     s = sub.add_parser("score", help="read the samples back with real-trained networks")
     s.add_argument("--bundle", required=True)
-    s.add_argument("--work", required=True)
     s.add_argument("--results", required=True)
-    s.add_argument("--model", nargs="*", default=[], help="kind=pipeline_dir, sampled here")
+    s.add_argument("--model", nargs="+", required=True, help="kind=pipeline_dir, sampled here")
     s.add_argument("--per-class", type=int, default=100)
     s.add_argument("--sample-steps", type=int, default=20)
     s.add_argument("--epochs", type=int, default=10)
