@@ -87,6 +87,17 @@ def render_report(r: dict[str, Any]) -> str:
                   f"(`{data['flux_column']}`). Spearman(requested, read) on {fa['n_generated']} generated frames: "
                   f"**{fa['spearman_generated']:.3f}**; the regressor's own Spearman on {fa['n_real']} held-out "
                   f"real frames: {fa['spearman_real']:.3f}. Figure: `figures/faithfulness.png`.", ""]
+    if "consistency" in r:
+        cs = r["consistency"]
+        lines += ["## Cross-channel consistency", "",
+                  f"Spearman correlation of each channel's brightening (99.5th percentile minus median) with "
+                  f"the {cs['condition']} a frame stands for: {cs['n_real']} held-out real frames (their "
+                  f"GOES flux) and {cs['n_generated']} generated frames (the requested condition).", "",
+                  "| channel | real | generated |", "|---|---|---|"]
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        for ch, v in cs["channels"].items():
+            lines.append(f"| {ch} | {fmt(v['spearman_real'])} | {fmt(v['spearman_generated'])} |")
+        lines.append("")
     lines += ["## Beside the reference paper's Table 1", "",
               "| metric | paper discrete | paper continuous | this run |", "|---|---|---|---|"]
     ours = {"cluster error GT": f"{c['gt']['cluster_error']:.4g}",
@@ -94,7 +105,9 @@ def render_report(r: dict[str, Any]) -> str:
             "cluster std GT": f"{c['gt']['cluster_std']:.4g}",
             "cluster error GEN": _pm(c["cluster_error"]), "cluster distance GEN": _pm(c["cluster_distance"]),
             "cluster std GEN": _pm(c["cluster_std"]),
-            "FID InceptionV3": _pm(r["fid"]["inception"]) if "inception" in r["fid"] else "not computed",
+            "FID InceptionV3": (_pm(r["fid"]["inception"]) if "inception" in r["fid"] else
+                                ", ".join(f"{k}: {_pm(v)}" for k, v in r["fid"].items() if k.startswith("inception-"))
+                                or "not computed"),
             "macro-F1 ratio gen/real": f"{f['macro_f1_ratio']:.3f}" if "skipped" not in f else "n/a"}
     for key, (disc, cont) in PAPER_TABLE1.items():
         lines.append(f"| {key} | {disc} | {cont} | {ours[key]} |")

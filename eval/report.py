@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from eval import clusters, faithfulness, fid, fidelity, maps, novelty
+from eval import clusters, consistency, faithfulness, fid, fidelity, maps, novelty
 from eval.features import FEATURE_SPACES, DomainExtractor, get_extractor
 from eval.generated import (EvalError, GeneratedSet, class_counts, draw_sets, load_png_folder,
                             max_set_size)
@@ -240,14 +240,19 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
                                               "data": f"fold {fold_name} train split, all frames"}}
 
     spaces = {s: (domain if s == "domain" else get_extractor(s, config.device)) for s in config.feature_spaces}
-    feats = {}
+    # Multi-channel frames: Inception reads each channel as a grey image, with its own real floor;
+    # the domain encoder reads all channels at once (the joint latent).
+    views = {name: [(name, slice(None))] if name == "domain" or len(ds.channels) == 1 else
+             [(f"{name}-{ch}", slice(c, c + 1)) for c, ch in enumerate(ds.channels)] for name in spaces}
+    feats, results["fid"] = {}, {}
     for name, ext in spaces.items():
-        feats[name] = {"ref": _features(out, ext, ref_frames), "floor": _features(out, ext, floor_frames),
-                       "gen": [_features(out, ext, gen.images[s]) for s in
-                               tqdm(gen_sets, desc=f"{name} features (generated sets)", leave=False)]}
-    results["fid"] = {name: {**fid.fid_summary(f["ref"], f["gen"], f["floor"], name),
-                             "feature_description": spaces[name].description}
-                      for name, f in feats.items()}
+        for label, part in views[name]:
+            f = {"ref": _features(out, ext, ref_frames[:, part]), "floor": _features(out, ext, floor_frames[:, part]),
+                 "gen": [_features(out, ext, gen.images[s][:, part]) for s in
+                         tqdm(gen_sets, desc=f"{label} features (generated sets)", leave=False)]}
+            feats[label] = f
+            results["fid"][label] = {**fid.fid_summary(f["ref"], f["gen"], f["floor"], label),
+                                     "feature_description": ext.description}
 
     dom = feats["domain"] if "domain" in feats else {
         "ref": domain(ref_frames), "floor": domain(floor_frames), "gen": [domain(gen.images[s]) for s in gen_sets]}
@@ -292,6 +297,13 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
            novelty.novelty_summary(domain(gen_nov), domain(held_nov), domain(train_frames), "domain")]
     novelty.novelty_figure(nov, out / "figures" / "novelty.png")
     results["novelty"] = [{k: v for k, v in s.items() if k not in ("generated", "heldout")} for s in nov]
+
+    # Cross-channel consistency: each channel's brightening against the flare a frame stands for.
+    if len(ds.channels) > 1 and conditioned:
+        held_flux = real_flux[held_idx]
+        results["consistency"] = consistency.consistency_summary(
+            ds.channels, _frames(ds, held_idx), held_flux, gen.images[balanced], gen.goes_flux[balanced],
+            gen_letters[balanced])
 
     # Faithfulness: only for flux-conditioned frames.
     asked = np.isfinite(gen.goes_flux)

@@ -345,3 +345,12 @@ def test_browser_clicks_generate_and_sees_the_gallery(studio_url, tmp_path):
     with Image.open(png) as img:
         assert img.width >= 1000 and img.height >= 600
         assert np.asarray(img.convert("L")).std() > 5   # not a blank page
+
+
+def test_multi_channel_frames_are_shown_side_by_side(app_module):
+    frames = np.stack([np.full((2, 8, 8), v) for v in (-1.0, 0.0, 1.0)], axis=1)   # (2, 3, 8, 8)
+    panels = app_module._panels(frames)
+    assert len(panels) == 2 and panels[0].shape == (8, 3 * 8 + 2)
+    assert panels[0][0, 0] == 0 and panels[0][0, 9] == 128 and panels[0][0, -1] == 255
+    assert (panels[0][:, 8] == 255).all()                     # the separator column
+    assert app_module._panels(frames[:, :1])[0].shape == (8, 8)

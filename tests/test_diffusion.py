@@ -379,7 +379,8 @@ def test_dry_run_prints_the_resolved_config(capsys):
     resolved = yaml.safe_load(text)
     assert resolved["train"]["batch_size"] == 32 and resolved["model"]["size"] == "S"
     assert "M parameters" in text
-    for name in ("ddpm-64-flux", "ddpm-64-both", "ddpm-128-class", "ddpm-tiny", "ddpm-64-class-gpu"):
+    for name in ("ddpm-64-flux", "ddpm-64-both", "ddpm-128-class", "ddpm-tiny", "ddpm-64-class-gpu",
+                 "ddpm-64-class-cpu", "ddpm-64-class-3ch"):
         assert cli_main(["train", "--config", str(CONFIGS / f"{name}.yaml"), "--dry-run"]) == 0
 
 
@@ -416,3 +417,26 @@ def test_pipeline_is_importable_from_the_package_root():
     assert FromRoot is SolarDiffusionPipeline and "SolarDiffusionPipeline" in solargen.__all__
     with pytest.raises(AttributeError):
         solargen.NoSuchThing  # noqa: B018
+
+
+def test_three_channel_pipeline_saves_loads_and_samples(workdir, tmp_path):
+    """171/131/94 together: the model takes and makes C = 3 frames, and each channel comes back
+    in its own brightness range."""
+    from solargen.data.dataset import load_dataset
+    one = load_dataset(workdir / "ds")
+    frames = np.concatenate([one.frames, -0.5 * np.asarray(one.frames), np.asarray(one.frames) ** 2], axis=1)
+    meta = {**one.meta, "channels": ["171", "131", "94"],
+            "normalisation": {"scaling": "linear", "lo": [0.0, 10.0, 100.0], "hi": [255.0, 50.0, 2000.0]}}
+    meta = {k: v for k, v in meta.items() if k not in ("format_version", "n_frames")}
+    write_dataset(tmp_path / "ds3", frames.astype(np.float32), one.labels, meta, "3 channels\n")
+    cfg = tiny_config(tmp_path, tmp_path / "ds3", out="three", max_steps=2)
+    cfg.model.channels = 3
+    result = train(cfg, progress=False)
+    pipe = SolarDiffusionPipeline.from_pretrained(result.pipeline_dir)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.unet.config.in_channels == pipe.unet.config.out_channels == 3
+    out = pipe(flare_class=["B", "M"], num_inference_steps=2, sampler="dpm",
+               generator=torch.Generator().manual_seed(0))
+    assert out.normalised.shape == (2, 3, SIZE, SIZE) and out.images.shape == (2, 3, SIZE, SIZE)
+    for c, (lo, hi) in enumerate(zip(meta["normalisation"]["lo"], meta["normalisation"]["hi"])):
+        assert lo - 1e-3 <= out.images[:, c].min() and out.images[:, c].max() <= hi + 1e-3

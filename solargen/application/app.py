@@ -23,6 +23,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(tempfile.gettempdir()) / f"solargen-studio-{os.getuid()}"))
 
 import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from solargen.application import studio  # noqa: E402
@@ -82,6 +83,17 @@ def _model_view(model: str, dataset: str) -> tuple:
     return (info.describe(), radio, slider, label, gr.update(maximum=info.num_train_timesteps), dataset)
 
 
+def _panels(images: np.ndarray) -> list[np.ndarray]:
+    """(N, C, H, W) in [-1, 1] -> N grey uint8 images; the channels of a multi-channel frame side
+    by side (left to right in the model's channel order), one white pixel column apart."""
+    u8 = to_uint8(images)
+    if u8.shape[1] == 1:
+        return list(u8[:, 0])
+    gap = np.full((u8.shape[2], 1), 255, np.uint8)
+    return [np.concatenate([x for c in range(u8.shape[1]) for x in (frame[c], gap)][:-1], axis=1)
+            for frame in u8]
+
+
 def generate(model: str, dataset: str, classifier: str, flare_class: str | None,
              log_flux: float | None, guidance_scale: float, sampler: str, steps: float, seed: float,
              count: float, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -103,13 +115,15 @@ def generate(model: str, dataset: str, classifier: str, flare_class: str | None,
              f"guidance {request.guidance_scale:g}, seeds {request.seed}-{request.seed + request.count - 1}"]
     if info.synthetic:
         notes.append("model trained on SYNTHETIC data: these are not solar images")
-    synthetic = [(img, f"{letter} · seed {s}") for img, s in zip(to_uint8(result["images"][:, 0]), result["seed"])]
+    if len(info.channels) > 1:
+        notes.append(f"each image shows AIA {' | '.join(info.channels)} left to right")
+    synthetic = [(img, f"{letter} · seed {s}") for img, s in zip(_panels(result["images"]), result["seed"])]
 
     real, std_path = [], None
     if dataset and str(dataset).strip():
         try:
             frames, times = studio.real_frames(dataset, info, letter, request.count, request.seed)
-            real = [(img, f"real {letter} · {t}") for img, t in zip(to_uint8(frames[:, 0]), times)]
+            real = [(img, f"real {letter} · {t}") for img, t in zip(_panels(frames), times)]
             if not len(frames):
                 notes.append(f"the dataset has no frame of class {letter} under `{info.label_column}`")
             std_path = folder / "std_maps.png"
