@@ -225,13 +225,18 @@ def test_generated_inputs_are_checked(tmp_path):
     assert np.allclose(gen.images[:, 0], imgs / 127.5 - 1)
 
 
-def test_solargen_eval_end_to_end(tmp_path, capsys):
+def write_eval_inputs(tmp_path) -> None:
+    """real/ (a structured dataset) and gen.npz (150 flux-conditioned frames) under tmp_path."""
     rng = np.random.default_rng(7)
     write_structured_dataset(tmp_path / "real", rng)
     letters, flux = letters_flux(150, rng)
     meta = {"label_column": "peak_class", "flux_column": "peak_flux", "synthetic_training_data": True,
             "training": {"folds": "configs/folds/2012-rolling.yaml", "fold": "f1"}}
     write_npz(tmp_path / "gen.npz", structured_frames(flux, rng), letters, flux, meta)
+
+
+def test_solargen_eval_end_to_end(tmp_path, capsys):
+    write_eval_inputs(tmp_path)
     args = ["eval", "--real", str(tmp_path / "real"), "--generated", str(tmp_path / "gen.npz"),
             "--out", str(tmp_path / "out"), "--features", "domain", "--set-size", "30",
             "--n-sets", "3", "--epochs", "2", "--latent-dim", "8"]

@@ -67,13 +67,8 @@ def assert_kill_anywhere_resumes(tmp_path: Path, make_args, result: str, tries: 
 
 
 def test_eval_killed_anywhere_resumes_to_the_same_metrics(tmp_path):
-    from test_eval import letters_flux, structured_frames, write_npz, write_structured_dataset
-    rng = np.random.default_rng(7)
-    write_structured_dataset(tmp_path / "real", rng)
-    letters, flux = letters_flux(150, rng)
-    meta = {"label_column": "peak_class", "flux_column": "peak_flux", "synthetic_training_data": True,
-            "training": {"folds": "configs/folds/2012-rolling.yaml", "fold": "f1"}}
-    write_npz(tmp_path / "gen.npz", structured_frames(flux, rng), letters, flux, meta)
+    from test_eval import write_eval_inputs
+    write_eval_inputs(tmp_path)
 
     def args(out: Path) -> list[str]:
         return ["eval", "--real", str(tmp_path / "real"), "--generated", str(tmp_path / "gen.npz"),
