@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from forecasting.decision import is_collapsed
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts (K, K), rows = observed, columns = forecast."""
@@ -116,8 +118,12 @@ def reliability(prob_event: np.ndarray, event: np.ndarray, bins: int = 10) -> di
 
 
 def score_forecasts(probs: np.ndarray, targets: np.ndarray, train_climatology: np.ndarray,
-                    event_class: int) -> dict[str, Any]:
+                    event_class: int, forecast: np.ndarray | None = None) -> dict[str, Any]:
     """Every score for class probabilities `probs` (N, K) and observed classes `targets` (N,).
+
+    The categorical scores use `forecast` (N,) (forecasting.decision; default: the most probable
+    class); Brier, BSS and reliability use the probabilities. `collapsed` is True when the
+    forecast is one class for every sample.
 
     `event_class` is the first class counted as >= M (1 for binary tasks, 2 for O/C/M/X).
     BSS and the primary GMGS use the TRAINING climatology; `gmgs_eval_climatology` uses the
@@ -127,13 +133,14 @@ def score_forecasts(probs: np.ndarray, targets: np.ndarray, train_climatology: n
     probs = np.asarray(probs, dtype=float)
     targets = np.asarray(targets, dtype=int)
     k = probs.shape[1]
-    pred = probs.argmax(axis=1)
+    pred = probs.argmax(axis=1) if forecast is None else np.asarray(forecast, dtype=int)
     cm = confusion_matrix(targets, pred, k)
     event_prob = probs[:, event_class:].sum(axis=1)
     event = (targets >= event_class).astype(float)
     train_rate = float(np.asarray(train_climatology)[event_class:].sum())
     out: dict[str, Any] = {
         "n": int(len(targets)),
+        "collapsed": is_collapsed(pred),
         "confusion_matrix": cm.tolist(),
         "ge_m": binary_scores(threshold_table(cm, event_class)),
         "bss_ge_m": brier_skill(event_prob, event, train_rate),
