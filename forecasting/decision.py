@@ -5,7 +5,8 @@ k whose cumulative probability P(class >= k) reaches the threshold t_k (class 0 
 for binary tasks one threshold on p(>= M); for O/C/M/X one threshold per event level >= C, >= M,
 >= X. Each t_k is the TSS-optimal threshold for the event "class >= k" on the data it is chosen
 on (the validation window for trained models): the point of the ROC curve (sklearn `roc_curve`)
-with the largest hit rate minus false-alarm rate. Since GMGS with the evaluated set's own
+with the largest hit rate minus false-alarm rate, placed halfway to the next lower score (the
+same forecasts on the choosing data, and a margin for new data). Since GMGS with the evaluated set's own
 climatology equals the mean of those threshold TSS values (metrics.md), the same rule serves
 4-class tasks. A level with no event, or no non-event, in the choosing data gets t_k = 0.5.
 
@@ -31,8 +32,11 @@ def tss_optimal_threshold(event: np.ndarray, score: np.ndarray) -> float:
     event = np.asarray(event, dtype=int)
     if event.min(initial=1) == event.max(initial=0):
         return UNDECIDABLE_THRESHOLD
-    fpr, tpr, thresholds = roc_curve(event, score)
-    return float(thresholds[int(np.argmax(tpr - fpr))])
+    fpr, tpr, thresholds = roc_curve(event, score, drop_intermediate=False)
+    best = int(np.argmax(tpr - fpr))
+    if best == 0 or best + 1 == len(thresholds):
+        return float(thresholds[best])
+    return float((thresholds[best] + thresholds[best + 1]) / 2)
 
 
 def choose_thresholds(probs: np.ndarray, targets: np.ndarray) -> list[float]:

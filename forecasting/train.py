@@ -595,7 +595,7 @@ def fit(config: ForecastConfig, prep: FoldData, out: Path, train_set: Dataset | 
             raise SolargenError(f"unknown {name} {value!r}; choose one of {allowed}")
     if config.model in floors.FLOORS:
         return fit_floor(config, prep, out)
-    return fit_forecaster(config, prep, out, train_set, sample_weights)
+    return fit_deep(config, prep, out, train_set, sample_weights)
 
 
 def fit_floor(config: ForecastConfig, prep: FoldData, out: Path) -> dict[str, Any]:
@@ -624,7 +624,7 @@ def fit_floor(config: ForecastConfig, prep: FoldData, out: Path) -> dict[str, An
     return meta
 
 
-def fit_forecaster(config: ForecastConfig, prep: FoldData, out: Path,
+def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
                    train_set: Dataset | None = None,
                    sample_weights: np.ndarray | None = None) -> dict[str, Any]:
     """The deep-model training loop (stage main, then optional cRT) of one fold."""
