@@ -7,8 +7,8 @@
                  probabilities; the decision thresholds (a flux threshold, per event level) are
                  chosen on the TRAINING data
     logistic     regularised logistic regression (L2, C from `model_overrides`, default 1) on
-                 standardised per-channel statistics of the (latest) frame: mean, 99th percentile
-                 and bright-pixel fraction (normalised brightness above 0.5); thresholds chosen on
+                 standardised per-channel statistics of the (latest) frame (models.frame_statistics:
+                 mean, 99th percentile, bright-pixel fraction); thresholds chosen on
                  the validation window like the deep models
 
 Each is an sklearn estimator saved with joblib (`model/floor.joblib`).
@@ -20,18 +20,19 @@ from typing import Any, Callable
 
 import joblib
 import numpy as np
+import torch
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from forecasting.models import frame_statistics
 from solargen import io
 from solargen.data.dataset import SolarDataset
 from solargen.errors import SolargenError
 
 FLOORS = ("climatology", "persistence", "logistic")
 FLOOR_FILE = "floor.joblib"
-BRIGHT_LEVEL = 0.5
 # where each floor's decision thresholds are chosen
 THRESHOLDS_CHOSEN_ON = {"climatology": "train", "persistence": "train", "logistic": "val"}
 
@@ -48,13 +49,6 @@ def goes_flux_at_issue(ds: SolarDataset) -> np.ndarray:
     return flux
 
 
-def image_statistics(frames: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] -> (N, 3C): per channel mean, 99th percentile, fraction > 0.5."""
-    flat = np.asarray(frames, dtype=np.float32).reshape(*frames.shape[:2], -1)
-    return np.concatenate([flat.mean(axis=2), np.percentile(flat, 99, axis=2),
-                           (flat > BRIGHT_LEVEL).mean(axis=2)], axis=1)
-
-
 def features(name: str, ds: SolarDataset, indices: np.ndarray,
              frame_map: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """The inputs of floor `name` for the samples ending at frames `indices`."""
@@ -65,7 +59,9 @@ def features(name: str, ds: SolarDataset, indices: np.ndarray,
         return np.log10(np.maximum(goes_flux_at_issue(ds)[indices], 1e-9))[:, None]
     if name == "logistic":
         frames = np.asarray(ds.frames[indices], dtype=np.float32)
-        return image_statistics(frame_map(frames) if frame_map else frames)
+        frames = frame_map(frames) if frame_map else frames
+        return np.concatenate([frame_statistics(torch.from_numpy(np.ascontiguousarray(chunk))).numpy()
+                               for chunk in np.array_split(frames, max(1, len(frames) // 512))])
     raise SolargenError(f"unknown floor {name!r}; choose one of {FLOORS}")
 
 

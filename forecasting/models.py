@@ -248,24 +248,41 @@ class EfficientNetForecaster(ModelMixin, ConfigMixin):
         return ForecastOutput(logits=self.head(features), features=features)
 
 
+BRIGHT_LEVEL = 0.5
+
+
+def frame_statistics(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) in [-1, 1] -> (N, 3C): per channel mean, 99th percentile and bright-pixel
+    fraction (above BRIGHT_LEVEL): the inputs of the logistic floor, and the statistics skip of
+    the ResNet."""
+    flat = x.flatten(2).float()
+    return torch.cat([flat.mean(dim=2), torch.quantile(flat, 0.99, dim=2),
+                      (flat > BRIGHT_LEVEL).float().mean(dim=2)], dim=1)
+
+
 class ResNetForecaster(ModelMixin, ConfigMixin):
     """A small ResNet (timm, BasicBlocks with batch norm) trained from scratch on one frame; the
-    CPU-scale CNN backbone, teacher of the distilled DeiT and frame encoder of the S5 model."""
+    CPU-scale CNN backbone, teacher of the distilled DeiT and frame encoder of the S5 model.
+    `statistics_skip` also feeds the per-channel frame statistics (batch-normalised) to the head."""
 
     sequence = False
 
     @register_to_config
     def __init__(self, in_channels: int = 1, image_size: int = 64, num_classes: int = 2,
                  channels: tuple[int, ...] = (32, 64, 128, 256), layers: tuple[int, ...] = (1, 1, 1, 1),
-                 drop_rate: float = 0.2, drop_path_rate: float = 0.05):
+                 drop_rate: float = 0.2, drop_path_rate: float = 0.05, statistics_skip: bool = False):
         super().__init__()
         self.backbone = ResNet(BasicBlock, tuple(layers), num_classes=0, in_chans=in_channels,
                                channels=tuple(channels), stem_width=channels[0],
                                drop_rate=drop_rate, drop_path_rate=drop_path_rate)
-        self.head = nn.Linear(self.backbone.num_features, num_classes)
+        width = self.backbone.num_features
+        self.statistics = nn.BatchNorm1d(3 * in_channels) if statistics_skip else None
+        self.head = nn.Linear(width + (3 * in_channels if statistics_skip else 0), num_classes)
 
     def forward(self, x: torch.Tensor) -> ForecastOutput:
         features = self.backbone(x)
+        if self.statistics is not None:
+            features = torch.cat([features, self.statistics(frame_statistics(x))], dim=1)
         return ForecastOutput(logits=self.head(features), features=features)
 
 
