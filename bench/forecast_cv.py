@@ -31,6 +31,8 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from forecasting.evaluate import cross_validate  # noqa: E402
 from forecasting.floors import FLOORS  # noqa: E402
@@ -44,6 +46,7 @@ TASKS = ("binary-24h", "4class-24h", "4class-72h")
 RECIPES: dict[str, tuple[str, list[str]]] = {
     **{floor: ("", [f"model={floor}"]) for floor in FLOORS},
     "resnet": ("configs/forecast/resnet-cpu.yaml", []),
+    "resnet-flux": ("configs/forecast/resnet-flux-cpu.yaml", []),
     "deit-distilled": ("configs/forecast/deit-distilled-cpu.yaml", ["teacher={runs}/resnet/{{fold}}"]),
     "effnet-lite0": ("configs/forecast/effnet-imagenet-cpu.yaml", []),
     "vit-lstm": ("configs/forecast/vit-lstm-embeddings-cpu.yaml",
@@ -65,27 +68,52 @@ def run_one(task: str, model: str, data: str, runs: Path, folds_file: str,
     config = load_forecast_config(path or None, [*overrides, f"task={task}", f"data={data}",
                                                   f"folds={folds_file}", f"out={out}"])
     tic = time.perf_counter()
-    summary = cross_validate(config, fold_names)
+    summary = cross_validate(config, fold_names, with_floors=False)   # floors are rows of their own
     summary["wall_seconds"] = round(time.perf_counter() - tic, 1)
     io.write_json(out / "cv.json", summary)
     return summary
 
 
-def summarise(cv: dict) -> dict:
+def ranking_diagnostics(run: Path, fold: str) -> dict:
+    """Test AUC of p(>= M) and the TSS at the test-optimal threshold: a diagnostic that separates
+    ranking skill from threshold drift, never used to choose anything."""
+    table = pd.read_csv(run / fold / "test" / "probabilities.csv")
+    event = table["observed"].isin([">=M", "M", "X"]).to_numpy()
+    if event.all() or not event.any():
+        return {"auc": None, "oracle_tss": None}
+    fpr, tpr, _ = roc_curve(event, table[">=M probability"])
+    return {"auc": float(roc_auc_score(event, table[">=M probability"])),
+            "oracle_tss": float((tpr - fpr).max())}
+
+
+def summarise(cv: dict, run: Path) -> dict:
     """The summary.json entry of one cross-validation run."""
-    folds = cv["folds"]
+    folds = {name: {**row, **ranking_diagnostics(run, name),
+                    "val_score": io.read_json(run / name / "forecast.json")["best_val_score"]}
+             for name, row in cv["folds"].items()}
 
     def stat(key: str, fn) -> float | None:
-        values = [row[key] for row in folds.values() if key in row]
+        values = [row[key] for row in folds.values() if row.get(key) is not None]
         return float(fn(values)) if values else None
 
     return {"tss_mean": stat("tss_ge_m", np.mean), "tss_std": stat("tss_ge_m", lambda v: np.std(v, ddof=1)),
             "gmgs_mean": stat("gmgs", np.mean), "gmgs_std": stat("gmgs", lambda v: np.std(v, ddof=1)),
             "hss_mean": stat("hss_ge_m", np.mean), "bss_mean": stat("bss_ge_m", np.mean),
+            "auc_mean": stat("auc", np.mean), "oracle_tss_mean": stat("oracle_tss", np.mean),
+            "val_mean": stat("val_score", np.mean),
             "collapsed_folds": list(cv["collapsed_folds"]),
-            "folds": {name: {k: row[k] for k in ("n", "tss_ge_m", "gmgs", "bss_ge_m", "collapsed")
-                             if k in row} for name, row in folds.items()},
+            "folds": {name: {k: row[k] for k in ("n", "tss_ge_m", "gmgs", "bss_ge_m", "collapsed",
+                                                  "auc", "oracle_tss", "val_score") if k in row}
+                      for name, row in folds.items()},
             "wall_seconds": cv.get("wall_seconds")}
+
+
+def recommended(summary: dict, task: str = "binary-24h") -> str | None:
+    """The deep model with the best mean VALIDATION score (TSS / GMGS of the early-stopping
+    epoch): the choice that never looks at a test window."""
+    deep = {m: r["val_mean"] for m, r in summary.get(task, {}).items()
+            if m not in FLOORS and r.get("val_mean") is not None}
+    return max(deep, key=deep.get) if deep else None
 
 
 def check_targets(summary: dict) -> list[dict]:
@@ -156,7 +184,10 @@ def collect_tuning(tuning: Path) -> list[dict]:
         rows.append({"run": meta_path.parent.name, "model": meta["model"], "task": meta["task"],
                      "fold": meta["fold"]["name"], "val_metric": meta["val_metric"],
                      "best_val_score": meta["best_val_score"], "best_epoch": meta["best_epoch"],
-                     "epochs_run": meta["epochs_run"], "command": meta["provenance"]["command"]})
+                     "epochs_run": meta["epochs_run"], "command": meta["provenance"]["command"],
+                     "settings": {k: meta["config"][k] for k in (
+                         "lr", "epochs", "min_epochs", "patience", "epoch_samples", "sampling",
+                         "model_overrides")}})
     return rows
 
 
@@ -174,25 +205,37 @@ def render(out: Path, data_note: str) -> None:
           "Floors (grey in the figures): climatology (training frequencies), persistence (GOES "
           "flux at the frame time, thresholds chosen on training data), logistic (per-channel "
           "brightness statistics). `collapsed` = folds whose test forecast is one class for every "
-          "sample (a constant forecast; TSS 0 by construction).", "",
+          "sample (a constant forecast; TSS 0 by construction). The last two columns are a "
+          "diagnostic only, never used to choose anything: the test AUC of p(>= M) and the TSS "
+          "the test-optimal threshold would give (ranking skill without threshold drift). "
+          "`validation score` is the mean over folds of the early-stopping epoch's validation TSS "
+          "(binary) or GMGS (4-class), with thresholds chosen on that same window (optimistic).", "",
           f"Hardware: {meta['hardware']}. Total wall time of the runs: {wall / 60:.1f} min "
           f"({meta['started']} to {meta['finished']}).",
           f"Not run (time budget): {', '.join(meta['skipped']) or 'nothing'}.", ""]
     for task, rows in summary.items():
         four = any(r["gmgs_mean"] is not None for r in rows.values())
         md += [f"## {task}", "", "| model | TSS >= M | " + ("GMGS | " if four else "")
-               + "HSS >= M | BSS >= M | collapsed folds | wall (s) |",
-               "|---|---|" + ("---|" if four else "") + "---|---|---|---|"]
+               + "HSS >= M | BSS >= M | collapsed folds | wall (s) | AUC >= M | oracle TSS | "
+               "validation score |",
+               "|---|---|" + ("---|" if four else "") + "---|---|---|---|---|---|---|"]
         for model, r in rows.items():
             md.append(f"| {model}{' (floor)' if model in FLOORS else ''} | "
                       f"{_f(r['tss_mean'], r['tss_std'])} | "
                       + (f"{_f(r['gmgs_mean'], r['gmgs_std'])} | " if four else "")
                       + f"{_f(r['hss_mean'])} | {_f(r['bss_mean'])} | "
-                      f"{', '.join(r['collapsed_folds']) or '-'} | {r['wall_seconds'] or 0:.0f} |")
+                      f"{', '.join(r['collapsed_folds']) or '-'} | {r['wall_seconds'] or 0:.0f} | "
+                      f"{_f(r['auc_mean'])} | {_f(r['oracle_tss_mean'])} | {_f(r['val_mean'])} |")
         collapsed = [f"{m} ({', '.join(r['collapsed_folds'])})" for m, r in rows.items()
                      if r["collapsed_folds"]]
         md += ["", ("Collapsed (constant test forecast): " + "; ".join(collapsed) + "."
                     if collapsed else "No run collapsed on any fold."), ""]
+    choice = recommended(summary)
+    if choice:
+        md += [f"Recommended recipe for binary-24h, chosen by mean validation TSS (the test windows "
+               f"never chose anything): **{choice}** (validation "
+               f"{_f(summary['binary-24h'][choice]['val_mean'])}, test "
+               f"{_f(summary['binary-24h'][choice]['tss_mean'])}).", ""]
     md += ["## Targets", ""]
     for c in result["targets"]:
         verdict = "met" if c["met"] else f"MISSED by {c['threshold'] - c['value']:.3f}"
@@ -200,9 +243,11 @@ def render(out: Path, data_note: str) -> None:
     md.append("")
     if (out / "tuning.json").is_file():
         md += ["## Tuning (validation windows only)", "",
-               "| run | model | task | fold | best val score | best epoch / run |", "|---|---|---|---|---|---|"]
+               "| run | model | task | fold | settings | best val score | best epoch / run |",
+               "|---|---|---|---|---|---|---|"]
         for t in io.read_json(out / "tuning.json"):
-            md.append(f"| {t['run']} | {t['model']} | {t['task']} | {t['fold']} | "
+            settings = ", ".join(f"{k} {v}" for k, v in t["settings"].items() if v not in ({}, 0))
+            md.append(f"| {t['run']} | {t['model']} | {t['task']} | {t['fold']} | {settings} | "
                       f"{t['val_metric']} {_f(t['best_val_score'])} | {t['best_epoch'] + 1} / "
                       f"{t['epochs_run']} |")
         md += ["", "Each run's exact command is in tuning.json.", ""]
@@ -247,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 print(f"== {task} / {model}", flush=True)
                 cv = run_one(task, model, args.data, args.runs, args.folds, fold_names)
-                summary[task][model] = summarise(cv)
+                summary[task][model] = summarise(cv, args.runs / task / model)
         prov = io.provenance()
         meta = {"data": args.data, "folds": args.folds, "fold_names": fold_names,
                 "hardware": args.hardware, "skipped": sorted("/".join(p) for p in skip), "started": started,

@@ -190,7 +190,7 @@ def _overall(outcomes: list[str], n_tests: int) -> str:
 def _figure(results: list[dict], rows: list[dict], task: str, model: str, metric: str,
             path: Path) -> Path:
     """Metric against N: N strategies as lines with ± std bands (over seeds, folds and sets);
-    the others as horizontal bands."""
+    the others as horizontal bands; the task's classical floors as grey dotted lines."""
     mine = [r for r in rows if (r["task"], r["model"]) == (task, model) and r[metric]["count"]]
     ns = sorted({r["n"] for r in mine if r["n"]}) or [0, 1]
     fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -207,6 +207,9 @@ def _figure(results: list[dict], rows: list[dict], task: str, model: str, metric
             _, m, s = pts[0]
             ax.axhline(m, color=colour, ls="--", label=strategy)
             ax.axhspan(m - s, m + s, color=colour, alpha=0.1)
+    for r in rows:
+        if r["task"] == task and r["floor"] and r[metric]["count"]:
+            ax.axhline(r[metric]["mean"], color="0.5", ls=":", label=f"floor: {r['model']}")
     ax.set_xlabel("synthetic / copied samples per minority class (N)")
     ax.set_ylabel(metric)
     if len(ns) > 1:

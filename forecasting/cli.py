@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cv = cmds.add_parser("cv", help="train + test on every fold; mean ± std table (cv.md)")
     _train_arguments(cv)
     cv.add_argument("--fold-names", help="comma-separated folds (default: all in --folds)")
+    cv.add_argument("--no-floors", action="store_true",
+                    help="skip the classical floors otherwise cross-validated beside the model")
     cv.set_defaults(func=_run_cv)
 
     ev = cmds.add_parser("evaluate", help="score a checkpoint on a dataset directory",
@@ -128,7 +130,7 @@ def _run_cv(args: argparse.Namespace) -> int:
         print(f"folds: {names}")
         return 0
     _check_required(config)
-    cross_validate(config, names)
+    cross_validate(config, names, with_floors=not args.no_floors)
     print((Path(config.out) / "cv.md").read_text())
     return 0
 

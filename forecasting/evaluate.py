@@ -30,10 +30,11 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from forecasting import floors, metrics  # noqa: E402
+from forecasting.augment import Transformed  # noqa: E402
 from forecasting.decision import decide  # noqa: E402
 from forecasting.tasks import Samples, get_task, make_dataset, part_samples, select_samples  # noqa: E402
-from forecasting.train import (ENCODER_DIR, CheckpointError, ForecastConfig, FrameMap,  # noqa: E402
-                               load_checkpoint, materialise, predict, train)
+from forecasting.train import (ENCODER_DIR, CheckpointError, FluxPlane, ForecastConfig,  # noqa: E402
+                               FrameMap, load_checkpoint, materialise, predict, train)
 from solargen import io  # noqa: E402
 from solargen.data.dataset import Normalisation, SolarDataset, load_dataset  # noqa: E402
 from solargen.data.splits import Fold  # noqa: E402
@@ -44,7 +45,13 @@ def _renormaliser(meta: dict[str, Any], ds_norm: dict[str, Any]) -> FrameMap | N
     if ds_norm == meta["normalisation"]:
         return None
     source, target = Normalisation.from_dict(ds_norm), Normalisation.from_dict(meta["normalisation"])
-    return lambda x: target.normalise(source.denormalise(x))
+    channels = len(target.lo)
+
+    def renormalise(x: np.ndarray) -> np.ndarray:   # image channels only (not a flux plane)
+        y = np.array(x, dtype=np.float32)
+        y[..., :channels, :, :] = target.normalise(source.denormalise(y[..., :channels, :, :]))
+        return y
+    return renormalise
 
 
 def forecast_samples(checkpoint: str | Path, meta: dict[str, Any], model: Any, ds: SolarDataset,
@@ -59,8 +66,11 @@ def forecast_samples(checkpoint: str | Path, meta: dict[str, Any], model: Any, d
         probs = floors.predict_proba(model, x, len(meta["classes"]))
     else:
         encoder = load_checkpoint(Path(checkpoint) / ENCODER_DIR)[1] if meta.get("encoder") else None
-        tensors, _ = materialise(dataset, encoder, frame_map)
-        loader = DataLoader(tensors, batch_size=batch_size)
+        if encoder is not None or int(meta["history"]) == 1:
+            dataset, _ = materialise(dataset, encoder, frame_map)
+        elif frame_map is not None:                    # raw histories stay lazy (too large)
+            dataset = Transformed(dataset, lambda x: torch.from_numpy(frame_map(x.numpy())))
+        loader = DataLoader(dataset, batch_size=batch_size)
         probs, _ = predict(model, loader, logit_shift=np.asarray(meta["logit_shift"]),
                            desc="evaluate")
     return probs, decide(probs, meta["decision"]["thresholds"])
@@ -89,6 +99,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pat
                     {p: (pd.Timestamp(a), pd.Timestamp(b)) for p, (a, b) in ranges.items()})
         samples = part_samples(ds, task, fold, part, history, cadence)
     dataset = make_dataset(ds, samples, history, cadence)
+    if meta["config"].get("flux_input"):
+        dataset = FluxPlane(ds, dataset)
     if len(dataset) == 0:
         raise CheckpointError(f"{data}: no usable samples for task {task.name} "
                               f"(excluded: {samples.excluded})")
@@ -207,38 +219,65 @@ def _table_metrics(scores: dict[str, Any]) -> dict[str, float]:
     return row
 
 
-def cross_validate(config: ForecastConfig, fold_names: list[str]) -> dict[str, Any]:
-    """Train and test every fold into <out>/<fold>; write cv.json and cv.md (mean ± std)."""
+def _fold_rows(config: ForecastConfig, fold_names: list[str]) -> dict[str, dict[str, float]]:
+    """Train and test every fold into <config.out>/<fold>; one row of test scores per fold."""
     out = Path(config.out)
     rows = {}
     for name in fold_names:
-        fold_cfg = dataclasses.replace(config, fold=name, out=str(out / name))
-        train(fold_cfg)
+        train(dataclasses.replace(config, fold=name, out=str(out / name)))
         report = evaluate_checkpoint(out / name, config.data, out / name / "test", part="test")
         rows[name] = {"n": report["scores"]["n"], **_table_metrics(report["scores"])}
+    return rows
+
+
+def _aggregate(rows: dict[str, dict[str, float]]) -> dict[str, Any]:
     table = pd.DataFrame(rows).T
-    summary = {"config": dataclasses.asdict(config), "folds": rows,
-               "mean": table.mean().to_dict(), "std": table.std(ddof=1).to_dict(),
-               "collapsed_folds": [name for name, row in rows.items() if row["collapsed"]],
-               "provenance": io.provenance()}
+    return {"folds": rows, "mean": table.mean().to_dict(), "std": table.std(ddof=1).to_dict(),
+            "collapsed_folds": [name for name, row in rows.items() if row["collapsed"]]}
+
+
+def cross_validate(config: ForecastConfig, fold_names: list[str],
+                   with_floors: bool = True) -> dict[str, Any]:
+    """Train and test every fold into <out>/<fold> and, beside a deep model, the classical floors
+    into <out>/floors/<floor>/<fold>; write cv.json and cv.md (mean ± std, floors beside)."""
+    out = Path(config.out)
+    summary = {"config": dataclasses.asdict(config), **_aggregate(_fold_rows(config, fold_names))}
+    if with_floors and config.model not in floors.FLOORS:
+        summary["floors"] = {
+            floor: _aggregate(_fold_rows(dataclasses.replace(
+                config, model=floor, history=1, model_overrides={},
+                out=str(out / "floors" / floor)), fold_names))
+            for floor in floors.FLOORS}
+    summary["provenance"] = io.provenance()
     io.write_json(out / "cv.json", summary)
-    io.write_text(out / "cv.md", format_cv_table(table, config))
+    io.write_text(out / "cv.md", format_cv_table(summary, config))
     return summary
 
 
-def format_cv_table(table: pd.DataFrame, config: ForecastConfig) -> str:
+def format_cv_table(summary: dict[str, Any], config: ForecastConfig) -> str:
+    """Per-fold rows and mean ± std of the model, then the floors' mean ± std beside it."""
+    table = pd.DataFrame(summary["folds"]).T
     cols = [c for c in table.columns if c not in ("n", "collapsed")]
-    collapsed = int(table["collapsed"].sum())
+    collapsed = len(summary["collapsed_folds"])
     lines = [f"# Cross-validation: {config.model} ({config.size}), {config.task}, loss "
              f"{config.loss.name}", "", f"data: {config.data}; folds: {config.folds}", "",
              "| fold | n | collapsed | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 3)]
     for name, row in table.iterrows():
         lines.append(f"| {name} | {int(row['n'])} | {'yes' if row['collapsed'] else 'no'} | "
                      + " | ".join(f"{row[c]:.3f}" for c in cols) + " |")
-    mean, std = table[cols].mean(), table[cols].std(ddof=1)
-    lines.append(f"| mean ± std | | {collapsed}/{len(table)} | "
-                 + " | ".join(f"{mean[c]:.3f} ± {std[c]:.3f}" for c in cols) + " |")
+
+    def mean_row(label: str, agg: dict[str, Any]) -> str:
+        mean, std = agg["mean"], agg["std"]
+        return (f"| {label} | | {len(agg['collapsed_folds'])}/{len(agg['folds'])} | "
+                + " | ".join(f"{mean[c]:.3f} ± {std[c]:.3f}" for c in cols) + " |")
+
+    lines.append(mean_row("mean ± std", summary))
+    for floor, agg in summary.get("floors", {}).items():
+        lines.append(mean_row(f"floor: {floor}", agg))
     if collapsed:
         lines += ["", f"{collapsed} of {len(table)} folds collapsed: the test forecast is one class "
                       "for every sample (a constant forecast; its TSS is 0 by construction)."]
+    if "floors" in summary:
+        lines += ["", "Floors: mean ± std over the same folds (forecasting.floors); climatology is "
+                      "a constant forecast and collapses by construction."]
     return "\n".join(lines) + "\n"

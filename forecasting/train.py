@@ -26,11 +26,14 @@ Recipe pieces (ForecastConfig):
   (4-class) of those decisions, never before `min_epochs`.
 - `augment: flips-rotate`: random horizontal / vertical flips and rotations within 10 degrees
   (sky filled with -1), drawn per sample and batch.
-- `cache`: frames (or, with an `encoder`, per-frame embeddings) are read and preprocessed once
-  into memory tensors.
+- `cache`: one-frame models read their frames once into memory tensors; with an `encoder`, the
+  per-frame embeddings are always computed once (histories of raw frames stay lazy: too large).
 - `teacher`: DeiT distillation against a trained CNN checkpoint of the same fold and task.
 - `encoder`: sequence models read per-frame embeddings of a trained frame forecaster of the same
   fold (frozen; embedded once).
+- `flux_input`: one-frame models also get the GOES 1-8 A flux known at issue time (at the frame
+  time, the persistence floor's input, and its maximum over the preceding 24 h) as two more
+  input channels, constant planes (forecasting.train.flux_planes).
 
 Stage "main" trains end to end with cosine LR after `warmup_steps`; the optional stage "crt"
 (classifier re-training) freezes the backbone, re-initialises `head` and retrains it with
@@ -49,6 +52,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -113,10 +117,11 @@ class ForecastConfig:
     sampling: str = "natural"           # natural | balanced (every class drawn equally often)
     epoch_samples: int = 0              # draws per epoch; 0: the training set size
     augment: str = "none"               # none | flips-rotate
-    cache: bool = True                  # preprocess frames / embeddings into memory once
+    cache: bool = True                  # one-frame models: read frames into memory once
     teacher: str = ""                   # deit distillation: CNN checkpoint dir ("{fold}" = fold)
     distill_weight: float = 0.5
     encoder: str = ""                   # sequence models: frame-model checkpoint dir ("{fold}")
+    flux_input: bool = False            # one-frame models: + GOES flux known at issue time (2 planes)
     seed: int = 0
     num_workers: int = 0
     mixed_precision: str = "no"
@@ -308,6 +313,37 @@ def materialise(dataset: Dataset, encoder: torch.nn.Module | None = None,
     return TensorDataset(*_stack(dataset, encoder, frame_map, batch_size)), None
 
 
+FLUX_PLANES = 2
+
+
+def flux_planes(ds: SolarDataset) -> np.ndarray:
+    """(N, 2) per frame: the GOES 1-8 A flux at the frame time and its maximum over the frames of
+    the preceding 24 h (gaps filled with the latest earlier value, as for the persistence floor),
+    each as (log10 flux + 6) / 2 clipped to [-1, 1] (B -0.5, C 0, M 0.5, X 1)."""
+    flux = pd.Series(floors.goes_flux_at_issue(ds), index=ds.times)
+    both = np.stack([flux.to_numpy(), flux.rolling("24h").max().to_numpy()], axis=1)
+    return np.clip((np.log10(np.maximum(both, 1e-9)) + 6.0) / 2.0, -1.0, 1.0).astype(np.float32)
+
+
+class FluxPlane(Dataset):
+    """A one-frame dataset with the GOES flux known at issue time (`flux_planes`) appended as two
+    constant channels."""
+
+    def __init__(self, ds: SolarDataset, base: Dataset):
+        if isinstance(base, SequenceDataset):
+            raise SolargenError("flux_input is defined for one-frame models only")
+        self.base, self.indices, self.targets = base, base.indices, base.targets
+        self.planes = flux_planes(ds)[np.asarray(base.indices, dtype=int)]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, k: int):
+        x, y = self.base[k]
+        planes = torch.from_numpy(self.planes[k])[:, None, None].expand(-1, *x.shape[1:])
+        return torch.cat([x, planes]), y
+
+
 @dataclass
 class FoldData:
     """A dataset split into fold parts, checked for leakage, with the training statistics."""
@@ -351,6 +387,8 @@ def prepare_data(config: ForecastConfig) -> FoldData:
             raise SolargenError(f"{config.folds}: fold {fold.name!r} has no {part} window")
         samples[part] = part_samples(ds, task, fold, part, history, config.cadence_hours)
         datasets[part] = make_dataset(ds, samples[part], history, config.cadence_hours)
+        if config.flux_input:
+            datasets[part] = FluxPlane(ds, datasets[part])
         if len(datasets[part]) == 0:
             raise SolargenError(f"{config.data}: no usable {part} samples for task {task.name} in fold "
                              f"{fold.name} (excluded: {samples[part].excluded})")
@@ -560,6 +598,9 @@ def _linked_checkpoint(path: str, prep: FoldData, role: str, same_task: bool
         problems.append("its channels, size or normalisation differ from the dataset's")
     if same_task and meta["task"] != prep.task.name:
         problems.append(f"it forecasts {meta['task']}, not {prep.task.name}")
+    if same_task and meta["config"].get("flux_input", False) != isinstance(
+            prep.datasets["train"], FluxPlane):
+        problems.append("its flux_input setting differs (the teacher sees the student's input)")
     if problems:
         raise CheckpointError(f"{where}: unusable as the {role}: " + "; ".join(problems))
     return where, meta, model
@@ -658,15 +699,16 @@ def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
     loss_fn = ForecastLoss(config.loss, prep.train_counts, config.epochs)
     shift = logit_shift(prep.climatology, targets, weights, loss_fn.prior_weights())
     meta["logit_shift"] = shift.tolist()
-    if config.cache or encoder is not None:
+    if encoder is not None or (config.cache and prep.history == 1):   # raw histories stay lazy
         train_data, transform = materialise(train_set, encoder)
         val_data, _ = materialise(prep.datasets["val"], encoder)
     else:
         train_data, transform, val_data = train_set, None, prep.datasets["val"]
 
     set_seed(config.seed)                 # reading the data above draws from the global RNG
-    model = build_model(config.model, config.size, len(ds.channels), ds.size, task.num_classes,
-                        **overrides)
+    model = build_model(config.model, config.size,
+                        len(ds.channels) + FLUX_PLANES * int(config.flux_input),
+                        ds.size, task.num_classes, **overrides)
     criterion: torch.nn.Module = _TaskCriterion(loss_fn)
     if config.teacher:
         source, teacher_meta, teacher = _linked_checkpoint(config.teacher, prep, "teacher", True)

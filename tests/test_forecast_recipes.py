@@ -212,3 +212,25 @@ def test_teacher_and_encoder_chain_through_the_trainer(blocks, tmp_path):
     with pytest.raises(CheckpointError, match="trained on fold"):
         train(_config(blocks, tmp_path / "bad", model="deit", folds=str(other), teacher=str(cnn),
                       model_overrides=TINY_DEIT))
+
+
+def test_flux_input_adds_the_goes_flux_known_at_issue_time(blocks, tmp_path):
+    from forecasting.tasks import get_task, make_dataset, select_samples
+    from forecasting.train import FluxPlane
+    ds, _ = blocks
+    samples = select_samples(ds, get_task("binary-24h"))
+    with_flux = FluxPlane(ds, make_dataset(ds, samples, 1))
+    k = 148
+    i = samples.indices[k]
+    now = ds.labels["goes_flux"].to_numpy()
+    past = now[(ds.times > ds.times[i] - pd.Timedelta(hours=24)) & (ds.times <= ds.times[i])].max()
+    x, _ = with_flux[k]
+    assert x.shape[0] == 3
+    assert torch.allclose(x[1], torch.full_like(x[1], float((np.log10(now[i]) + 6) / 2)))
+    assert torch.allclose(x[2], torch.full_like(x[2], float((np.log10(past) + 6) / 2)))
+    assert past > now[i]                         # frame 148 is 4 h into a C block after an M one
+    train(_config(blocks, tmp_path / "fx", model="resnet", flux_input=True, sampling="balanced",
+                  model_overrides=TINY_RESNET))
+    assert load_checkpoint(tmp_path / "fx")[1].config.in_channels == 3
+    scores = _test_scores(tmp_path / "fx", blocks, tmp_path)
+    assert scores["n"] == 11 * 24 and np.isfinite(scores["ge_m"]["tss"])
