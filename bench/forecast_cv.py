@@ -185,7 +185,7 @@ def collect_tuning(tuning: Path) -> list[dict]:
                      "fold": meta["fold"]["name"], "val_metric": meta["val_metric"],
                      "best_val_score": meta["best_val_score"], "best_epoch": meta["best_epoch"],
                      "epochs_run": meta["epochs_run"], "command": meta["provenance"]["command"],
-                     "settings": {k: meta["config"][k] for k in (
+                     "settings": {} if meta["kind"] == "floor" else {k: meta["config"][k] for k in (
                          "lr", "epochs", "min_epochs", "patience", "epoch_samples", "sampling",
                          "model_overrides")}})
     return rows
@@ -210,8 +210,9 @@ def render(out: Path, data_note: str) -> None:
           "the test-optimal threshold would give (ranking skill without threshold drift). "
           "`validation score` is the mean over folds of the early-stopping epoch's validation TSS "
           "(binary) or GMGS (4-class), with thresholds chosen on that same window (optimistic).", "",
-          f"Hardware: {meta['hardware']}. Total wall time of the runs: {wall / 60:.1f} min "
-          f"({meta['started']} to {meta['finished']}).",
+          f"Hardware: {meta['hardware']}. Total wall time of the table: {wall / 60:.1f} min (the "
+          f"sum of every run's measured time; the last invocation, {meta['started']} to "
+          f"{meta['finished']}, reused the runs already finished).",
           f"Not run (time budget): {', '.join(meta['skipped']) or 'nothing'}.", ""]
     for task, rows in summary.items():
         four = any(r["gmgs_mean"] is not None for r in rows.values())
