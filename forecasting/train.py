@@ -532,6 +532,9 @@ def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, schedu
             _save_best(accelerator, model, stage.out)
         else:
             progress["bad_epochs"] += 1
+            if progress["best_epoch"] < 0:     # no finite validation score yet (e.g. no event in
+                progress["best_thresholds"] = thresholds   # the window): keep the latest epoch
+                _save_best(accelerator, model, stage.out)
         log.append({"stage": stage.name, "epoch": epoch, "train_loss": total / max(batches_done, 1),
                     "val_score": score, "val_collapsed": scores["collapsed"],
                     "val_thresholds": thresholds,
@@ -741,8 +744,9 @@ def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
         summary["crt"] = {k: crt[k] for k in ("best_epoch", "best_score", "epoch")}
         summary["decision"]["thresholds"] = crt["best_thresholds"]
         meta["logit_shift"] = crt_shift.tolist()
-    if summary["decision"]["thresholds"] is None:
-        raise SolargenError(f"{out}: no epoch gave a finite validation score; nothing to save")
+    if summary["best_epoch"] < 0:
+        summary["best_epoch"] = summary["epochs_run"] - 1
+        summary["val_score_undefined"] = True          # the last epoch was kept
     if accelerator.is_main_process:
         io.write_json(out / CHECKPOINT_FILE, {**meta, **summary})
     accelerator.wait_for_everyone()

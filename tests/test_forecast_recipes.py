@@ -234,3 +234,15 @@ def test_flux_input_adds_the_goes_flux_known_at_issue_time(blocks, tmp_path):
     assert load_checkpoint(tmp_path / "fx")[1].config.in_channels == 3
     scores = _test_scores(tmp_path / "fx", blocks, tmp_path)
     assert scores["n"] == 11 * 24 and np.isfinite(scores["ge_m"]["tss"])
+
+
+def test_undefined_validation_score_keeps_the_last_epoch(blocks, tmp_path):
+    """A validation window without any event has no TSS: the run keeps its last epoch."""
+    ds, root = blocks
+    quiet = root / "quiet-folds.yaml"                 # validation Jan 25-28: B and C blocks only
+    quiet.write_text(FOLDS_YAML.replace("val:   [2012-01-24, 2012-01-31]",
+                                        "val:   [2012-01-25, 2012-01-28]"))
+    summary = train(_config(blocks, tmp_path / "q", model="resnet", folds=str(quiet), epochs=2,
+                            model_overrides=TINY_RESNET))
+    assert summary["val_score_undefined"] and summary["best_epoch"] == 1
+    assert load_checkpoint(tmp_path / "q")[0]["decision"]["thresholds"] == [0.5]
