@@ -7,10 +7,15 @@ is scored on the real test window.
 
     <out>/ablation.json          resolved config, its fingerprint, provenance
     <out>/cells/<cell>.json      one finished cell (written atomically, last): re-running skips it
-    <out>/models/<cell>/         the trained forecaster (save_pretrained) and fit.json
+    <out>/models/<cell>/         the cell's forecaster checkpoint (forecasting.train: the same
+                                 trainer, checkpoint format and test scoring as `forecast cv`)
+                                 and fit.json
     <cache>/generators/<fold>-<key>/   the DDPM trained on that fold's training split (once)
     <cache>/synthetic/<fold>-<key>/set<k>-....npz   synthetic sets (NPZ), nested over N
     <out>/report.md, results.json, figures/*.png     (forecasting.ablation_report)
+
+The classical floors (`floors`: climatology, persistence, logistic) run once per task and fold
+on the real training window (strategy "none") and stand beside the deep models in the report.
 
 Synthetic set k of a fold holds max(N) frames per minority class; the cell with N uses the first
 N of each class, so the sets are nested over N (curves against N differ only in N). Every
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -31,22 +35,23 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, Dataset
 from tqdm.auto import tqdm
 
 from forecasting import metrics
 from forecasting.augment import (ClassicalCopies, Strategy, SyntheticSamples, Transformed,
                                  classical_transform, count_origin, dataset_targets, get_strategy,
                                  minority_picks, oversample_weights)
-from forecasting.losses import ForecastLoss
+from forecasting.evaluate import forecast_samples
+from forecasting.floors import FLOORS
 from forecasting.models import DEFAULT_HISTORY, MODELS, build_model
-from forecasting.tasks import Task, get_task, make_dataset, part_samples, used_frames
-from forecasting.train import EpochSampler, ForecastConfig, param_groups
+from forecasting.tasks import get_task, part_samples
+from forecasting.train import FoldData, ForecastConfig, fit, load_checkpoint, prepare_data
 from solargen import io
 from solargen.config import config_path, load_config, parse_yaml
 from solargen.data.dataset import load_dataset
 from solargen.data.goes import GOES_CLASSES
-from solargen.data.splits import check_no_leakage, load_folds
+from solargen.data.splits import load_folds
 from solargen.errors import SolargenError
 
 CELLS_DIR, MODELS_DIR, STATE_FILE = "cells", "models", "ablation.json"
@@ -91,6 +96,7 @@ class AblationConfig:
     fold_names: list[str] = field(default_factory=list)         # empty: every fold of the file
     tasks: list[str] = field(default_factory=lambda: ["binary-24h"])
     models: list[str] = field(default_factory=lambda: ["deit"])
+    floors: list[str] = field(default_factory=lambda: list(FLOORS))   # run on real data only
     strategies: list[str] = field(default_factory=lambda: ["none", "synthetic"])
     n_synthetic: list[int] = field(default_factory=lambda: [100])
     synthetic_sets: int = 1
@@ -141,6 +147,9 @@ def check_config(config: AblationConfig, where: str = "<config>") -> None:
     for m in config.models:
         if m not in MODELS:
             raise AblationError(f"{where}: unknown model {m!r}; choose from {sorted(MODELS)}")
+    for m in config.floors:
+        if m not in FLOORS:
+            raise AblationError(f"{where}: unknown floor {m!r}; choose from {list(FLOORS)}")
     bad = sorted(set(config.minority_classes) - set(GOES_CLASSES))
     if bad or not config.minority_classes:
         raise AblationError(f"{where}: minority_classes must be GOES letters {GOES_CLASSES}, "
@@ -183,6 +192,7 @@ def plan_cells(config: AblationConfig) -> list[Cell]:
     cells = []
     for fold in _fold_names(config):
         for task in config.tasks:
+            cells += [Cell(task, fold, floor, config.seeds[0], "none") for floor in config.floors]
             for model in config.models:
                 for seed in config.seeds:
                     for name in config.strategies:
@@ -318,52 +328,34 @@ def load_synthetic(path: Path, fold, classes: list[str], n: int) -> tuple[np.nda
 
 # ----------------------------------------------------------------------------- one cell
 
-@dataclass
-class CellData:
-    """The real fold parts of one (task, fold, model) and what a cell adds to training."""
-
-    ds: Any
-    task: Task
-    fold: Any
-    history: int
-    real: dict[str, Dataset]
-    train_letters: np.ndarray
-    excluded: dict[str, dict[str, int]]
-
-
-def real_parts(config: AblationConfig, ds, task: Task, fold, model: str) -> CellData:
-    """Real train/val/test samples of a fold, with the frame-level leakage check."""
-    history = config.train.history or DEFAULT_HISTORY[model]
-    cadence = config.train.cadence_hours
-    real, excluded, letters = {}, {}, None
-    for part in ("train", "val", "test"):
-        samples = part_samples(ds, task, fold, part, history, cadence)
-        real[part] = make_dataset(ds, samples, history, cadence)
-        excluded[part] = dict(samples.excluded)
-        if len(real[part]) == 0:
-            raise AblationError(f"{ds.root}: no usable {part} samples for task {task.name} in fold "
-                                f"{fold.name} (excluded: {samples.excluded})")
-        if part == "train":
-            letters = ds.labels[task.column].to_numpy(dtype=object)[samples.indices]
-    check_no_leakage(ds.times, {p: used_frames(d) for p, d in real.items()}, task.horizon_hours)
-    return CellData(ds, task, fold, history, real, letters, excluded)
+def cell_config(config: AblationConfig, cell: Cell, out: Path) -> ForecastConfig:
+    """The forecaster config of one cell: the shared training settings on the cell's coordinates
+    (and, for the class-weight strategy, the inverse-frequency weighted loss)."""
+    loss = config.train.loss
+    if get_strategy(cell.strategy).class_weight:
+        loss = replace(loss, name="wce", class_weighting=config.class_weight_scheme)
+    history = 1 if cell.model in FLOORS else config.train.history
+    return replace(config.train, data=config.data, folds=config.folds, fold=cell.fold,
+                   task=cell.task, model=cell.model, seed=cell.seed, out=str(out), loss=loss,
+                   history=history)
 
 
-def training_set(config: AblationConfig, cell: Cell, data: CellData, strategy: Strategy,
+def training_set(config: AblationConfig, cell: Cell, data: FoldData, strategy: Strategy,
                  synthetic: tuple[np.ndarray, np.ndarray] | None) -> tuple[Dataset, np.ndarray | None]:
-    """The cell's training set (real + what the strategy adds) and its sampler weights."""
-    parts: list[Dataset] = [data.real["train"]]
+    """The cell's training set (real + what the strategy adds) and its sampler weights (None:
+    the recipe's own sampling)."""
+    real = data.datasets["train"]
+    parts: list[Dataset] = [real]
     if strategy.copies:
-        picks = minority_picks(data.train_letters, config.minority_classes, cell.n,
-                               seed=cell.set_index)
-        parts.append(ClassicalCopies(data.real["train"], picks, strategy.copies,
-                                     seed=cell.set_index))
+        letters = data.ds.labels[data.task.column].to_numpy(dtype=object)[
+            data.samples["train"].indices]
+        picks = minority_picks(letters, config.minority_classes, cell.n, seed=cell.set_index)
+        parts.append(ClassicalCopies(real, picks, strategy.copies, seed=cell.set_index))
     if strategy.synthetic and synthetic is not None:
         frames, letters = synthetic
         targets = data.task.encode(pd.Series(letters, dtype=object))
         parts.append(SyntheticSamples(frames, targets, data.history, config.sequence_synthetic,
-                                      data.real["train"] if data.history > 1 else None,
-                                      seed=cell.set_index))
+                                      real if data.history > 1 else None, seed=cell.set_index))
     train = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     if strategy.online:
         train = Transformed(train, classical_transform(strategy.online))
@@ -382,71 +374,14 @@ def assert_no_leakage(train: Dataset, val: Dataset, test: Dataset) -> dict[str, 
     return counts
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, dataset: Dataset, batch_size: int,
-            device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    model.eval()
-    probs, targets = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        probs.append(torch.softmax(model(x.to(device)).logits.float(), dim=-1).cpu())
-        targets.append(y)
-    return torch.cat(probs).numpy(), torch.cat(targets).numpy()
-
-
-def fit_forecaster(model: torch.nn.Module, train: Dataset, val: Dataset, loss_fn: ForecastLoss,
-                   tc: ForecastConfig, seed: int, weights: np.ndarray | None, climatology: np.ndarray,
-                   event_class: int, device: torch.device, desc: str = "fit",
-                   progress: bool = True) -> dict[str, Any]:
-    """AdamW + cosine LR; early stopping on the validation headline score (TSS >= M for binary
-    tasks, GMGS otherwise); the model ends with its best weights."""
-    from diffusers.optimization import get_cosine_schedule_with_warmup
-    sampler = EpochSampler(len(train), seed, weights)
-    loader = DataLoader(train, batch_size=tc.batch_size, sampler=sampler, num_workers=tc.num_workers)
-    steps = len(loader) if not tc.max_batches else min(len(loader), tc.max_batches)
-    optimizer = torch.optim.AdamW(param_groups(model, tc.lr, tc.weight_decay, tc.ssm_lr_factor))
-    schedule = get_cosine_schedule_with_warmup(optimizer, tc.warmup_steps, max(steps * tc.epochs, 1))
-    model.to(device)
-    loss_fn.to(device)
-    best, best_state, best_epoch, bad, log = -float("inf"), None, -1, 0, []
-    for epoch in range(tc.epochs):
-        sampler.set_epoch(epoch)
-        loss_fn.set_epoch(epoch)
-        model.train()
-        total = 0.0
-        for b, (x, y) in enumerate(tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{tc.epochs}",
-                                        leave=False, total=steps, disable=not progress)):
-            out = model(x.to(device))
-            loss = loss_fn(out.logits, y.to(device), out.features)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += float(loss.detach())
-            if b + 1 >= steps:
-                break
-        probs, targets = predict(model, val, tc.batch_size, device)
-        score = metrics.headline(metrics.score_forecasts(probs, targets, climatology, event_class))
-        log.append({"epoch": epoch, "train_loss": total / steps, "val_score": score})
-        if np.isfinite(score) and score > best:
-            best, best_epoch, bad = score, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= tc.patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return {"best_epoch": best_epoch, "best_val_score": best, "epochs_run": len(log), "log": log}
-
-
 def summarise(scores: dict[str, Any], classes: tuple[str, ...]) -> dict[str, float]:
     """Flat scalar metrics of `score_forecasts`: TSS/HSS/recall/precision (>= M), BSS, GMGS,
-    accuracy, macro-F1 and per-class accuracy (recall) `acc_<class>`."""
+    accuracy, macro-F1, per-class accuracy (recall) `acc_<class>` and `collapsed` (0 / 1)."""
     cm = np.asarray(scores["confusion_matrix"], dtype=float)
     per_class, ge = scores["per_class"], scores["ge_m"]
     out = {"tss": ge["tss"], "hss": ge["hss"], "recall_ge_m": ge["recall"],
            "precision_ge_m": ge["precision"], "bss_ge_m": scores["bss_ge_m"],
-           "accuracy": float(np.trace(cm) / cm.sum())}
+           "accuracy": float(np.trace(cm) / cm.sum()), "collapsed": float(scores["collapsed"])}
     if "gmgs" in scores:
         out.update(gmgs=scores["gmgs"], hss_k=scores["hss"], peirce=scores["peirce"])
     observed = np.asarray(per_class["support"]) > 0
@@ -456,78 +391,57 @@ def summarise(scores: dict[str, Any], classes: tuple[str, ...]) -> dict[str, flo
     return {k: float(v) for k, v in out.items()}
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def run_cell(config: AblationConfig, cell: Cell, data: CellData, out: Path,
-             synthetic_path: Path | None, generator: dict[str, Any] | None,
-             progress: bool = True) -> dict[str, Any]:
-    """Train (or load the cached) forecaster of one cell and score it on the real test window."""
+def run_cell(config: AblationConfig, cell: Cell, data: FoldData, out: Path,
+             synthetic_path: Path | None, generator: dict[str, Any] | None) -> dict[str, Any]:
+    """Train (or load the cached) forecaster of one cell with forecasting.train and score it on
+    the real test window exactly as `forecast cv` does."""
     strategy = get_strategy(cell.strategy)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     synthetic, sampling, classes = None, None, []
     if strategy.synthetic:
         classes = [c for c in config.minority_classes if c in generator["known_classes"]]
         frames, letters, sampling = load_synthetic(synthetic_path, data.fold, classes, cell.n)
         synthetic = (frames, letters)
     train, weights = training_set(config, cell, data, strategy, synthetic)
-    counts = assert_no_leakage(train, data.real["val"], data.real["test"])
-    real_targets = np.asarray(data.real["train"].targets, dtype=int)
+    counts = assert_no_leakage(train, data.datasets["val"], data.datasets["test"])
     k = data.task.num_classes
-    real_counts = np.bincount(real_targets, minlength=k)
-    climatology, _ = metrics.climatology(real_targets, k)
     model_dir = io.recover_dir(out / MODELS_DIR / cell.id)
+    cfg = cell_config(config, cell, model_dir)
     cached = io.read_json(model_dir / "fit.json") if (model_dir / "fit.json").is_file() else {}
     if cached.get("fingerprint") == config.fingerprint():
-        fit = cached
-        model = MODELS[cell.model].from_pretrained(model_dir / "model").to(device)
+        fit_record = cached
     else:
-        _seed_everything(cell.seed)
-        model = build_model(cell.model, config.train.size, len(data.ds.channels), data.ds.size, k,
-                            **config.train.model_overrides)
-        loss_config = config.train.loss
-        if strategy.class_weight:
-            loss_config = replace(loss_config, name="wce",
-                                  class_weighting=config.class_weight_scheme)
-        loss_fn = ForecastLoss(loss_config, real_counts, config.train.epochs)
         tic = time.perf_counter()
-        fit = fit_forecaster(model, train, data.real["val"], loss_fn, config.train, cell.seed,
-                             weights, climatology, data.task.event_class, device, desc=cell.strategy,
-                             progress=progress)
-        fit["train_seconds"] = round(time.perf_counter() - tic, 3)
-        fit["loss"] = asdict(loss_config)
-        fit["fingerprint"] = config.fingerprint()
-        _save_model(model, fit, model_dir)
+        summary = fit(cfg, data, model_dir, train_set=train, sample_weights=weights)
+        fit_record = {k2: summary[k2] for k2 in ("best_epoch", "best_val_score", "epochs_run",
+                                                 "decision")}
+        fit_record.update(train_seconds=round(time.perf_counter() - tic, 3),
+                          loss=asdict(cfg.loss), fingerprint=config.fingerprint())
+        io.write_json(model_dir / "fit.json", fit_record)
     tic = time.perf_counter()
-    probs, targets = predict(model, data.real["test"], config.train.batch_size, device)
-    scores = metrics.score_forecasts(probs, targets, climatology, data.task.event_class)
+    meta, model = load_checkpoint(model_dir)
+    test = data.samples["test"]
+    probs, forecast = forecast_samples(model_dir, meta, model, data.ds, test,
+                                       data.datasets["test"], config.train.batch_size)
+    scores = metrics.score_forecasts(probs, test.targets, np.asarray(meta["train_climatology"]),
+                                     data.task.event_class, forecast)
     return {
         "cell": asdict(cell), "id": cell.id, "fingerprint": config.fingerprint(),
+        "floor": cell.model in FLOORS,
         "metrics": summarise(scores, data.task.classes), "scores": scores,
         "classes": list(data.task.classes),
-        "samples": {"train_real": len(data.real["train"]), "train_total": len(train),
-                    "val": len(data.real["val"]), "test": len(data.real["test"]), **counts},
-        "train_class_counts_real": real_counts.tolist(),
+        "samples": {"train_real": len(data.datasets["train"]), "train_total": len(train),
+                    "val": len(data.datasets["val"]), "test": len(data.datasets["test"]), **counts},
+        "train_class_counts_real": data.train_counts.tolist(),
         "train_class_counts_total": np.bincount(dataset_targets(train), minlength=k).tolist(),
         "synthetic_classes": classes, "sampling": sampling,
         "generator": None if not strategy.synthetic else {
             k2: generator[k2] for k2 in ("key", "pipeline", "fold", "training")},
-        "fit": {k2: v for k2, v in fit.items() if k2 != "log"},
+        "fit": fit_record,
         "eval_seconds": round(time.perf_counter() - tic, 3),
-        "device": device.type, "history": data.history, "excluded": data.excluded,
+        "device": "cuda" if torch.cuda.is_available() else "cpu", "history": data.history,
+        "excluded": {p: s.excluded for p, s in data.samples.items()},
         "provenance": io.provenance(),
     }
-
-
-def _save_model(model: torch.nn.Module, fit: dict[str, Any], model_dir: Path) -> None:
-    """save_pretrained and fit.json into a temporary sibling, then swapped into place."""
-    with io.atomic_dir(model_dir) as tmp:
-        model.to("cpu").save_pretrained(tmp / "model")
-        io.write_json(tmp / "fit.json", fit)
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # ----------------------------------------------------------------------------- cost estimate
@@ -590,6 +504,9 @@ def estimate_cost(config: AblationConfig, cells: list[Cell]) -> dict[str, Any]:
     device = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
     tc, per_cell, timing, counts, gen = config.train, {}, {}, {}, {}
     for cell in cells:
+        if cell.model in FLOORS:
+            per_cell[cell.id] = 0.0
+            continue
         task, fold = get_task(cell.task), folds.get(cell.fold)
         history = tc.history or DEFAULT_HISTORY[cell.model]
         key = (cell.task, cell.fold, cell.model)
@@ -606,7 +523,7 @@ def estimate_cost(config: AblationConfig, cells: list[Cell]) -> dict[str, Any]:
                                                           torch.zeros(b, dtype=torch.long))
         t_train, t_eval = timing[(cell.task, cell.model)]
         c = counts[key]
-        n_train = c["train"] + cell.n * len(config.minority_classes)
+        n_train = tc.epoch_samples or c["train"] + cell.n * len(config.minority_classes)
         if tc.max_batches:
             n_train = min(n_train, tc.max_batches * tc.batch_size)
         per_cell[cell.id] = tc.epochs * (n_train * t_train + c["val"] * t_eval) + c["test"] * t_eval
@@ -680,7 +597,7 @@ def run_ablation(config: AblationConfig, out_dir: str | Path, dry_run: bool = Fa
     ds = load_dataset(config.data)
     folds = load_folds(config.folds)
     folds.check(max(get_task(t).horizon_hours for t in config.tasks))
-    data_cache: dict[tuple, CellData] = {}
+    data_cache: dict[tuple, FoldData] = {}
     generators: dict[tuple, dict] = {}
     bar = tqdm(todo, desc=f"ablation {config.name}", unit="cell", disable=not progress)
     for cell in bar:
@@ -688,7 +605,7 @@ def run_ablation(config: AblationConfig, out_dir: str | Path, dry_run: bool = Fa
         task, fold = get_task(cell.task), folds.get(cell.fold)
         key = (cell.task, cell.fold, cell.model)
         if key not in data_cache:
-            data_cache = {key: real_parts(config, ds, task, fold, cell.model)}
+            data_cache = {key: prepare_data(cell_config(config, cell, out))}
         generator, synthetic_path = None, None
         if get_strategy(cell.strategy).synthetic:
             gkey = (cell.fold, task.column)
@@ -696,7 +613,7 @@ def run_ablation(config: AblationConfig, out_dir: str | Path, dry_run: bool = Fa
                 generators[gkey] = ensure_generator(config, ds, fold, task.column, cache)
             generator = generators[gkey]
             synthetic_path = ensure_synthetic_set(config, generator, cell.set_index, cache)
-        result = run_cell(config, cell, data_cache[key], out, synthetic_path, generator, progress)
+        result = run_cell(config, cell, data_cache[key], out, synthetic_path, generator)
         io.write_json(cell_path(out, cell), result)
     results = [io.read_json(cell_path(out, c)) for c in cells]
     from forecasting.ablation_report import write_report

@@ -55,7 +55,9 @@ def aggregate(results: list[dict[str, Any]], metric_names: list[str]) -> list[di
         groups[(c["task"], c["model"], c["strategy"], c["n"])].append(r)
     rows = []
     for (task, model, strategy, n), rs in groups.items():
-        row = {"task": task, "model": model, "strategy": strategy, "n": n, "cells": len(rs)}
+        row = {"task": task, "model": model, "strategy": strategy, "n": n, "cells": len(rs),
+               "floor": bool(rs[0].get("floor")),
+               "collapsed_cells": int(sum(r["metrics"].get("collapsed", 0) for r in rs))}
         for m in metric_names:
             mean, std, k = _mean_std([r["metrics"].get(m, float("nan")) for r in rs])
             row[m] = {"mean": mean, "std": std, "count": k}
@@ -188,7 +190,7 @@ def _overall(outcomes: list[str], n_tests: int) -> str:
 def _figure(results: list[dict], rows: list[dict], task: str, model: str, metric: str,
             path: Path) -> Path:
     """Metric against N: N strategies as lines with ± std bands (over seeds, folds and sets);
-    the others as horizontal bands."""
+    the others as horizontal bands; the task's classical floors as grey dotted lines."""
     mine = [r for r in rows if (r["task"], r["model"]) == (task, model) and r[metric]["count"]]
     ns = sorted({r["n"] for r in mine if r["n"]}) or [0, 1]
     fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -205,6 +207,9 @@ def _figure(results: list[dict], rows: list[dict], task: str, model: str, metric
             _, m, s = pts[0]
             ax.axhline(m, color=colour, ls="--", label=strategy)
             ax.axhspan(m - s, m + s, color=colour, alpha=0.1)
+    for r in rows:
+        if r["task"] == task and r["floor"] and r[metric]["count"]:
+            ax.axhline(r[metric]["mean"], color="0.5", ls=":", label=f"floor: {r['model']}")
     ax.set_xlabel("synthetic / copied samples per minority class (N)")
     ax.set_ylabel(metric)
     if len(ns) > 1:
@@ -219,14 +224,28 @@ def _figure(results: list[dict], rows: list[dict], task: str, model: str, metric
 
 
 def _table(rows: list[dict], task: str, model: str, metric_names: list[str]) -> list[str]:
-    lines = ["| strategy | N | cells | " + " | ".join(metric_names) + " |",
-             "|---|---|---|" + "---|" * len(metric_names)]
-    for r in rows:
-        if (r["task"], r["model"]) != (task, model):
-            continue
+    """The model's strategies, then the task's classical floors (real data only) beside them."""
+    lines = ["| strategy | N | cells | collapsed | " + " | ".join(metric_names) + " |",
+             "|---|---|---|---|" + "---|" * len(metric_names)]
+    mine = [r for r in rows if (r["task"], r["model"]) == (task, model)]
+    floors = [r for r in rows if r["task"] == task and r["floor"]]
+    for r in mine + floors:
         vals = " | ".join(_fmt(r[m]["mean"], r[m]["std"], r[m]["count"]) for m in metric_names)
-        lines.append(f"| {r['strategy']} | {r['n'] or '-'} | {r['cells']} | {vals} |")
+        label = f"floor: {r['model']}" if r["floor"] else r["strategy"]
+        lines.append(f"| {label} | {r['n'] or '-'} | {r['cells']} | "
+                     f"{r['collapsed_cells']}/{r['cells']} | {vals} |")
     return lines
+
+
+def _collapse_sentence(rows: list[dict]) -> str:
+    """In words: which rows have cells whose test forecast is a single class."""
+    hit = [r for r in rows if r["collapsed_cells"]]
+    if not hit:
+        return "No cell collapsed: every test forecast uses more than one class."
+    return ("Collapsed cells (the test forecast is one class for every sample, a constant "
+            "forecast whose TSS is 0 by construction): " + "; ".join(
+                f"{r['task']} / {r['model']} / {_label(r['strategy'], r['n'])} "
+                f"{r['collapsed_cells']} of {r['cells']}" for r in hit) + ".")
 
 
 def _p(v: float) -> str:
@@ -253,7 +272,8 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
     cost = costs(results, generation)
     ds = load_dataset(config.data)
     folds = load_folds(config.folds)
-    pairs = list(dict.fromkeys((r["cell"]["task"], r["cell"]["model"]) for r in results))
+    pairs = list(dict.fromkeys((r["cell"]["task"], r["cell"]["model"]) for r in results
+                               if not r.get("floor")))
     synthetic_names = [s for s in config.strategies if get_strategy(s).synthetic]
     figures = [str(_figure(results, rows, t, m, metric, out / "figures" / f"{t}-{m}-{metric}.png")
                    .relative_to(out)) for t, m in pairs for metric in metric_names]
@@ -309,7 +329,12 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
                       f"({tr['frames_used']} frames) | {tr['train_window'][0]} .. "
                       f"{tr['train_window'][1]} |")
         md.append("")
-    md += [SECTIONS[2], ""]
+    floor_names = sorted({r["cell"]["model"] for r in results if r.get("floor")})
+    md += [SECTIONS[2], "",
+           (f"Classical floors ({', '.join(floor_names)}; forecasting.floors) are trained on the "
+            "real training window only and listed under every model of their task."
+            if floor_names else "No classical floor in this grid."), "",
+           _collapse_sentence(rows), ""]
     for t, m in pairs:
         md += [f"### {t} / {m}", ""] + _table(rows, t, m, metric_names) + [""]
         md += [f"![{t} {m} {metric}]({f})" for metric, f in

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 from torchvision.transforms import v2
 
 from solargen.errors import SolargenError
@@ -208,6 +208,8 @@ def dataset_targets(dataset: Dataset) -> np.ndarray:
         return np.concatenate([dataset_targets(d) for d in dataset.datasets])
     if isinstance(dataset, Transformed):
         return dataset_targets(dataset.base)
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[1].numpy().astype(int)
     return np.asarray(dataset.targets, dtype=int)
 
 

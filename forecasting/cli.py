@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from forecasting.floors import FLOORS
 from forecasting.losses import CLASS_WEIGHTINGS, LOSSES
 from forecasting.models import MODELS
 from forecasting.tasks import TASKS
@@ -19,7 +20,9 @@ _TRAIN_FLAGS = {
     "data": "data", "out": "out", "model": "model", "size": "size", "task": "task",
     "folds": "folds", "fold": "fold", "history": "history", "epochs": "epochs",
     "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",
-    "patience": "patience", "crt_epochs": "crt_epochs", "crt_lr": "crt_lr",
+    "patience": "patience", "min_epochs": "min_epochs", "crt_epochs": "crt_epochs", "crt_lr": "crt_lr",
+    "sampling": "sampling", "epoch_samples": "epoch_samples", "augment": "augment",
+    "teacher": "teacher", "encoder": "encoder",
     "max_batches": "max_batches", "seed": "seed", "mixed_precision": "mixed_precision",
     "num_workers": "num_workers", "loss": "loss.name", "class_weighting": "loss.class_weighting",
     "ib_start_epoch": "loss.ib_start_epoch",
@@ -37,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     cv = cmds.add_parser("cv", help="train + test on every fold; mean ± std table (cv.md)")
     _train_arguments(cv)
     cv.add_argument("--fold-names", help="comma-separated folds (default: all in --folds)")
+    cv.add_argument("--no-floors", action="store_true",
+                    help="skip the classical floors otherwise cross-validated beside the model")
     cv.set_defaults(func=_run_cv)
 
     ev = cmds.add_parser("evaluate", help="score a checkpoint on a dataset directory",
@@ -57,7 +62,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, "forecaster (configs/forecast/*.yaml)")
     p.add_argument("--data", type=Path, help="dataset directory")
     p.add_argument("--out", type=Path, help="output (checkpoint) directory")
-    p.add_argument("--model", choices=sorted(MODELS))
+    p.add_argument("--model", choices=sorted([*MODELS, *FLOORS]),
+                   help="a deep model or a classical floor (climatology, persistence, logistic)")
     p.add_argument("--size", help="named model size (cpu, deit-ti, vit-b16, base, imagenet)")
     p.add_argument("--task", choices=sorted(TASKS))
     p.add_argument("--folds", type=Path, help="folds YAML (default configs/folds/2012-rolling.yaml)")
@@ -71,6 +77,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--patience", type=int)
+    p.add_argument("--min-epochs", type=int, help="early stopping never stops before this epoch")
+    p.add_argument("--sampling", choices=("natural", "balanced"))
+    p.add_argument("--epoch-samples", type=int, help="draws per epoch (0: training set size)")
+    p.add_argument("--augment", choices=("none", "flips-rotate"))
+    p.add_argument("--teacher", help="deit distillation: CNN checkpoint dir ({fold} = fold name)")
+    p.add_argument("--encoder", help="sequence models: frame-model checkpoint dir ({fold})")
     p.add_argument("--crt-epochs", type=int, help="> 0 adds classifier re-training (cRT)")
     p.add_argument("--crt-lr", type=float)
     p.add_argument("--max-batches", type=int, help="cap batches per epoch (quick looks)")
@@ -118,7 +130,7 @@ def _run_cv(args: argparse.Namespace) -> int:
         print(f"folds: {names}")
         return 0
     _check_required(config)
-    cross_validate(config, names)
+    cross_validate(config, names, with_floors=not args.no_floors)
     print((Path(config.out) / "cv.md").read_text())
     return 0
 
@@ -133,5 +145,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     head = (f"GMGS {s['gmgs']:.3f}, " if "gmgs" in s else "")
     print(f"{report['task']} on {args.data} ({s['n']} samples): {head}TSS>=M {s['ge_m']['tss']:.3f}, "
           f"HSS>=M {s['ge_m']['hss']:.3f}, BSS>=M {s['bss_ge_m']:.3f}")
+    if s["collapsed"]:
+        print("COLLAPSED: the forecast is one class for every sample (a constant forecast)")
     print(f"report: {out}")
     return 0

@@ -2,7 +2,10 @@
 
 `evaluate_checkpoint` writes to its output directory:
     metrics.json        every score (metrics.md), with BSS and GMGS against the TRAINING
-                        climatology stored in the checkpoint; samples used and excluded
+                        climatology stored in the checkpoint; the forecast applies the decision
+                        thresholds saved with the checkpoint (chosen on validation data);
+                        `collapsed` when it is one class for every sample; samples used and
+                        excluded
     probabilities.csv   one row per sample: t_obs, frame index, observed class, forecast, p_<class>
     confusion.png       the contingency table
     reliability.png     reliability diagram for >= M (10 bins) with the forecast histogram
@@ -25,38 +28,52 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
-from forecasting import metrics  # noqa: E402
-from forecasting.models import MODELS  # noqa: E402
-from forecasting.tasks import get_task, make_dataset, part_samples, select_samples  # noqa: E402
-from forecasting.train import CHECKPOINT_FILE, MODEL_DIR, ForecastConfig, train  # noqa: E402
+from forecasting import floors, metrics  # noqa: E402
+from forecasting.augment import Transformed  # noqa: E402
+from forecasting.decision import decide  # noqa: E402
+from forecasting.tasks import Samples, get_task, make_dataset, part_samples, select_samples  # noqa: E402
+from forecasting.train import (ENCODER_DIR, CheckpointError, FluxPlane, ForecastConfig,  # noqa: E402
+                               FrameMap, load_checkpoint, materialise, predict, train)
 from solargen import io  # noqa: E402
-from solargen.data.dataset import Normalisation, load_dataset  # noqa: E402
+from solargen.data.dataset import Normalisation, SolarDataset, load_dataset  # noqa: E402
 from solargen.data.splits import Fold  # noqa: E402
-from solargen.errors import SolargenError
 
 
-class CheckpointError(SolargenError):
-    """A checkpoint directory that is missing or does not fit the data."""
-
-
-def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], torch.nn.Module]:
-    path = Path(path)
-    if not (path / CHECKPOINT_FILE).is_file() or not io.recover_dir(path / MODEL_DIR).is_dir():
-        raise CheckpointError(f"{path}: not a forecaster checkpoint ({CHECKPOINT_FILE} or "
-                              f"{MODEL_DIR}/ missing; train one with `solargen forecast train`)")
-    meta = io.read_json(path / CHECKPOINT_FILE)
-    model = MODELS[meta["model"]].from_pretrained(path / MODEL_DIR)
-    return meta, model.eval()
-
-
-def _renormaliser(meta: dict[str, Any], ds_norm: dict[str, Any]):
+def _renormaliser(meta: dict[str, Any], ds_norm: dict[str, Any]) -> FrameMap | None:
     """None when the data share the training normalisation, else a frames -> frames map."""
     if ds_norm == meta["normalisation"]:
         return None
     source, target = Normalisation.from_dict(ds_norm), Normalisation.from_dict(meta["normalisation"])
-    return lambda x: torch.from_numpy(target.normalise(source.denormalise(x.numpy())))
+    channels = len(target.lo)
+
+    def renormalise(x: np.ndarray) -> np.ndarray:   # image channels only (not a flux plane)
+        y = np.array(x, dtype=np.float32)
+        y[..., :channels, :, :] = target.normalise(source.denormalise(y[..., :channels, :, :]))
+        return y
+    return renormalise
+
+
+def forecast_samples(checkpoint: str | Path, meta: dict[str, Any], model: Any, ds: SolarDataset,
+                     samples: Samples, dataset: torch.utils.data.Dataset,
+                     batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (N, K) and forecast classes (N,) of a loaded checkpoint for `samples`
+    (`dataset` is their FrameDataset / SequenceDataset): the same path for `forecast evaluate`,
+    `forecast cv` and the ablation cells."""
+    frame_map = _renormaliser(meta, ds.meta["normalisation"])
+    if meta["kind"] == "floor":
+        x = floors.features(meta["model"], ds, samples.indices, frame_map)
+        probs = floors.predict_proba(model, x, len(meta["classes"]))
+    else:
+        encoder = load_checkpoint(Path(checkpoint) / ENCODER_DIR)[1] if meta.get("encoder") else None
+        if encoder is not None or int(meta["history"]) == 1:
+            dataset, _ = materialise(dataset, encoder, frame_map)
+        elif frame_map is not None:                    # raw histories stay lazy (too large)
+            dataset = Transformed(dataset, lambda x: torch.from_numpy(frame_map(x.numpy())))
+        loader = DataLoader(dataset, batch_size=batch_size)
+        probs, _ = predict(model, loader, logit_shift=np.asarray(meta["logit_shift"]),
+                           desc="evaluate")
+    return probs, decide(probs, meta["decision"]["thresholds"])
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path,
@@ -82,21 +99,19 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pat
                     {p: (pd.Timestamp(a), pd.Timestamp(b)) for p, (a, b) in ranges.items()})
         samples = part_samples(ds, task, fold, part, history, cadence)
     dataset = make_dataset(ds, samples, history, cadence)
+    if meta["config"].get("flux_input"):
+        dataset = FluxPlane(ds, dataset)
     if len(dataset) == 0:
         raise CheckpointError(f"{data}: no usable samples for task {task.name} "
                               f"(excluded: {samples.excluded})")
     renorm = _renormaliser(meta, ds.meta["normalisation"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
-    probs = []
-    with torch.no_grad():
-        for x, _ in tqdm(DataLoader(dataset, batch_size=batch_size), desc="evaluate"):
-            x = renorm(x) if renorm else x
-            probs.append(torch.softmax(model(x.to(device)).logits.float(), dim=-1).cpu())
-    probs_np = torch.cat(probs).numpy()
+    if meta["kind"] == "deep":
+        model.to(device)
+    probs_np, forecast = forecast_samples(checkpoint, meta, model, ds, samples, dataset, batch_size)
     targets = samples.targets
     scores = metrics.score_forecasts(probs_np, targets, np.asarray(meta["train_climatology"]),
-                                     task.event_class)
+                                     task.event_class, forecast)
     out = Path(out)
     report = {
         "task": task.name, "model": meta["model"], "checkpoint": str(checkpoint), "data": str(data),
@@ -104,24 +119,26 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pat
         "history": history, "excluded": samples.excluded, "renormalised": renorm is not None,
         "train_climatology": meta["train_climatology"],
         "climatology_smoothed": meta["climatology_smoothed"],
+        "decision": meta["decision"], "collapsed": scores["collapsed"],
         "scores": scores, "provenance": io.provenance(),
     }
     io.write_json(out / "metrics.json", report)
-    _write_probabilities(out / "probabilities.csv", ds, samples.indices, targets, probs_np, task)
+    _write_probabilities(out / "probabilities.csv", ds, samples.indices, targets, probs_np,
+                         forecast, task)
     _confusion_figure(out / "confusion.png", np.asarray(scores["confusion_matrix"]), task.classes,
                       f"{meta['model']} {task.name} ({part or 'all'})")
     _reliability_figure(out / "reliability.png", scores["reliability_ge_m"],
                         scores["bss_ge_m"], f"{meta['model']} {task.name}: >= M")
-    if hasattr(model, "attention_map") and heatmaps > 0:
+    if hasattr(model, "attention_map") and not meta.get("encoder") and heatmaps > 0:
         _attention_figure(out / "attention.png", model, dataset, probs_np, task, heatmaps,
                           renorm, device)
     return report
 
 
-def _write_probabilities(path: Path, ds, indices, targets, probs, task) -> None:
+def _write_probabilities(path: Path, ds, indices, targets, probs, forecast, task) -> None:
     table = pd.DataFrame({"t_obs": ds.times[indices], "frame_index": indices,
                           "observed": [task.classes[t] for t in targets],
-                          "forecast": [task.classes[k] for k in probs.argmax(axis=1)]})
+                          "forecast": [task.classes[k] for k in forecast]})
     for k, name in enumerate(task.classes):
         table[f"p_{name}"] = probs[:, k]
     table[">=M probability"] = probs[:, task.event_class:].sum(axis=1)
@@ -173,7 +190,7 @@ def _attention_figure(path: Path, model, dataset, probs, task, n: int, renorm, d
     order = np.argsort(event)
     picks = list(dict.fromkeys([*order[::-1][: (n + 1) // 2], *order[: n // 2]]))
     x = torch.stack([dataset[int(i)][0] for i in picks])
-    x = renorm(x) if renorm else x
+    x = torch.from_numpy(renorm(x.numpy())) if renorm else x
     heat = model.attention_map(x.to(device)).cpu().numpy()
     frames = (x[:, -1] if x.ndim == 5 else x)[:, 0].numpy()
     fig, axes = plt.subplots(2, len(picks), figsize=(2.6 * len(picks), 5.4), squeeze=False)
@@ -190,7 +207,8 @@ def _attention_figure(path: Path, model, dataset, probs, task, n: int, renorm, d
 
 
 def _table_metrics(scores: dict[str, Any]) -> dict[str, float]:
-    row = {"tss_ge_m": scores["ge_m"]["tss"], "hss_ge_m": scores["ge_m"]["hss"],
+    row = {"collapsed": float(scores["collapsed"]),
+           "tss_ge_m": scores["ge_m"]["tss"], "hss_ge_m": scores["ge_m"]["hss"],
            "bss_ge_m": scores["bss_ge_m"], "recall_ge_m": scores["ge_m"]["recall"],
            "precision_ge_m": scores["ge_m"]["precision"]}
     if "gmgs" in scores:
@@ -201,33 +219,65 @@ def _table_metrics(scores: dict[str, Any]) -> dict[str, float]:
     return row
 
 
-def cross_validate(config: ForecastConfig, fold_names: list[str]) -> dict[str, Any]:
-    """Train and test every fold into <out>/<fold>; write cv.json and cv.md (mean ± std)."""
+def _fold_rows(config: ForecastConfig, fold_names: list[str]) -> dict[str, dict[str, float]]:
+    """Train and test every fold into <config.out>/<fold>; one row of test scores per fold."""
     out = Path(config.out)
     rows = {}
     for name in fold_names:
-        fold_cfg = dataclasses.replace(config, fold=name, out=str(out / name))
-        train(fold_cfg)
+        train(dataclasses.replace(config, fold=name, out=str(out / name)))
         report = evaluate_checkpoint(out / name, config.data, out / name / "test", part="test")
         rows[name] = {"n": report["scores"]["n"], **_table_metrics(report["scores"])}
+    return rows
+
+
+def _aggregate(rows: dict[str, dict[str, float]]) -> dict[str, Any]:
     table = pd.DataFrame(rows).T
-    summary = {"config": dataclasses.asdict(config), "folds": rows,
-               "mean": table.mean().to_dict(), "std": table.std(ddof=1).to_dict(),
-               "provenance": io.provenance()}
+    return {"folds": rows, "mean": table.mean().to_dict(), "std": table.std(ddof=1).to_dict(),
+            "collapsed_folds": [name for name, row in rows.items() if row["collapsed"]]}
+
+
+def cross_validate(config: ForecastConfig, fold_names: list[str],
+                   with_floors: bool = True) -> dict[str, Any]:
+    """Train and test every fold into <out>/<fold> and, beside a deep model, the classical floors
+    into <out>/floors/<floor>/<fold>; write cv.json and cv.md (mean ± std, floors beside)."""
+    out = Path(config.out)
+    summary = {"config": dataclasses.asdict(config), **_aggregate(_fold_rows(config, fold_names))}
+    if with_floors and config.model not in floors.FLOORS:
+        summary["floors"] = {
+            floor: _aggregate(_fold_rows(dataclasses.replace(
+                config, model=floor, history=1, model_overrides={},
+                out=str(out / "floors" / floor)), fold_names))
+            for floor in floors.FLOORS}
+    summary["provenance"] = io.provenance()
     io.write_json(out / "cv.json", summary)
-    io.write_text(out / "cv.md", format_cv_table(table, config))
+    io.write_text(out / "cv.md", format_cv_table(summary, config))
     return summary
 
 
-def format_cv_table(table: pd.DataFrame, config: ForecastConfig) -> str:
-    cols = [c for c in table.columns if c != "n"]
+def format_cv_table(summary: dict[str, Any], config: ForecastConfig) -> str:
+    """Per-fold rows and mean ± std of the model, then the floors' mean ± std beside it."""
+    table = pd.DataFrame(summary["folds"]).T
+    cols = [c for c in table.columns if c not in ("n", "collapsed")]
+    collapsed = len(summary["collapsed_folds"])
     lines = [f"# Cross-validation: {config.model} ({config.size}), {config.task}, loss "
              f"{config.loss.name}", "", f"data: {config.data}; folds: {config.folds}", "",
-             "| fold | n | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 2)]
+             "| fold | n | collapsed | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 3)]
     for name, row in table.iterrows():
-        lines.append(f"| {name} | {int(row['n'])} | "
+        lines.append(f"| {name} | {int(row['n'])} | {'yes' if row['collapsed'] else 'no'} | "
                      + " | ".join(f"{row[c]:.3f}" for c in cols) + " |")
-    mean, std = table[cols].mean(), table[cols].std(ddof=1)
-    lines.append("| mean ± std | | " + " | ".join(f"{mean[c]:.3f} ± {std[c]:.3f}" for c in cols)
-                 + " |")
+
+    def mean_row(label: str, agg: dict[str, Any]) -> str:
+        mean, std = agg["mean"], agg["std"]
+        return (f"| {label} | | {len(agg['collapsed_folds'])}/{len(agg['folds'])} | "
+                + " | ".join(f"{mean[c]:.3f} ± {std[c]:.3f}" for c in cols) + " |")
+
+    lines.append(mean_row("mean ± std", summary))
+    for floor, agg in summary.get("floors", {}).items():
+        lines.append(mean_row(f"floor: {floor}", agg))
+    if collapsed:
+        lines += ["", f"{collapsed} of {len(table)} folds collapsed: the test forecast is one class "
+                      "for every sample (a constant forecast; its TSS is 0 by construction)."]
+    if "floors" in summary:
+        lines += ["", "Floors: mean ± std over the same folds (forecasting.floors); climatology is "
+                      "a constant forecast and collapses by construction."]
     return "\n".join(lines) + "\n"

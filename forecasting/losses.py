@@ -95,6 +95,12 @@ class ForecastLoss(torch.nn.Module):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def prior_weights(self) -> np.ndarray:
+        """Per-class loss weights that tilt the learned class prior (weighted CE; else ones)."""
+        if self.config.name == "wce":
+            return self.weights.cpu().numpy().astype(float)
+        return np.ones(len(self.weights))
+
     @property
     def ib_active(self) -> bool:
         return self.epoch >= self.ib_start_epoch
@@ -166,3 +172,42 @@ def influence_balanced(logp: torch.Tensor, targets: torch.Tensor, features: torc
     feat_norm = features.float().abs().sum(dim=1)
     nll = -logp.gather(1, targets[:, None]).squeeze(1)
     return (weights[targets] * nll / (grad_norm * feat_norm + 1e-3)).mean()
+
+
+class Distillation(torch.nn.Module):
+    """DeiT hard distillation (Touvron et al. 2021): the class head learns the task loss, the
+    distillation head learns the teacher's forecasts,
+
+        L = (1 - weight) * task(logits, y) + weight * CE(distill_logits, teacher_forecast(x)),
+
+    where teacher_forecast applies the teacher's saved decision thresholds to its probabilities.
+    The teacher is frozen (no gradients, eval mode, never updated); weight 0 is the task loss.
+    """
+
+    def __init__(self, task_loss: ForecastLoss, teacher: torch.nn.Module, weight: float,
+                 teacher_forecast):
+        super().__init__()
+        if not 0.0 <= weight <= 1.0:
+            raise SolargenError(f"distillation weight must lie in [0, 1], got {weight}")
+        self.task_loss, self.weight, self.teacher_forecast = task_loss, weight, teacher_forecast
+        self.teacher = teacher.eval().requires_grad_(False)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.task_loss.set_epoch(epoch)
+
+    def train(self, mode: bool = True) -> "Distillation":
+        super().train(mode)
+        self.teacher.eval()                 # batch norm statistics and dropout stay frozen
+        return self
+
+    def forward(self, out, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        task = self.task_loss(out.logits, targets, out.features)
+        if self.weight == 0.0:
+            return task
+        if out.distill_logits is None:
+            raise SolargenError("distillation needs a model with a distillation head in training "
+                                "mode (deit with distilled=True)")
+        with torch.no_grad():
+            labels = self.teacher_forecast(self.teacher(inputs).logits)
+        distill = F.cross_entropy(out.distill_logits.float(), labels)
+        return _check((1.0 - self.weight) * task + self.weight * distill, "distillation")

@@ -12,6 +12,8 @@ from sklearn import metrics as skm
 
 from solargen.errors import SolargenError
 
+from forecasting.decision import is_collapsed
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts (K, K), rows = observed, columns = forecast."""
@@ -117,8 +119,12 @@ def reliability(prob_event: np.ndarray, event: np.ndarray, bins: int = 10) -> di
 
 
 def score_forecasts(probs: np.ndarray, targets: np.ndarray, train_climatology: np.ndarray,
-                    event_class: int) -> dict[str, Any]:
+                    event_class: int, forecast: np.ndarray | None = None) -> dict[str, Any]:
     """Every score for class probabilities `probs` (N, K) and observed classes `targets` (N,).
+
+    The categorical scores use `forecast` (N,) (forecasting.decision; default: the most probable
+    class); Brier, BSS and reliability use the probabilities. `collapsed` is True when the
+    forecast is one class for every sample.
 
     `event_class` is the first class counted as >= M (1 for binary tasks, 2 for O/C/M/X).
     BSS and the primary GMGS use the TRAINING climatology; `gmgs_eval_climatology` uses the
@@ -129,7 +135,7 @@ def score_forecasts(probs: np.ndarray, targets: np.ndarray, train_climatology: n
     probs = np.asarray(probs, dtype=float)
     targets = np.asarray(targets, dtype=int)
     k = probs.shape[1]
-    pred = probs.argmax(axis=1)
+    pred = probs.argmax(axis=1) if forecast is None else np.asarray(forecast, dtype=int)
     cm = confusion_matrix(targets, pred, k)
     precision, recall, f1, support = skm.precision_recall_fscore_support(
         targets, pred, labels=np.arange(k), zero_division=0)
@@ -138,6 +144,7 @@ def score_forecasts(probs: np.ndarray, targets: np.ndarray, train_climatology: n
     train_rate = float(np.asarray(train_climatology)[event_class:].sum())
     out: dict[str, Any] = {
         "n": int(len(targets)),
+        "collapsed": is_collapsed(pred),
         "confusion_matrix": cm.tolist(),
         "per_class": {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
                       "support": support.tolist()},

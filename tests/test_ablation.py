@@ -120,9 +120,9 @@ class Counter:
 def first_run(workdir):
     config = load_ablation_config(write_config(workdir))
     mp = pytest.MonkeyPatch()
-    fits = Counter(ablation.fit_forecaster)
+    fits = Counter(ablation.fit)
     gens = Counter(diffusion_train.train)
-    mp.setattr(ablation, "fit_forecaster", fits)
+    mp.setattr(ablation, "fit", fits)
     mp.setattr(diffusion_train, "train", gens)
     try:
         result = run_ablation(config, workdir / "run", progress=False)
@@ -134,8 +134,8 @@ def first_run(workdir):
 def test_cells_listed_equal_cells_run(first_run, workdir):
     config, result, fits, gens = first_run
     planned = [c.id for c in plan_cells(config)]
-    # 4 strategies without N + 3 with N x 2 N values x 2 synthetic sets
-    assert len(planned) == 4 + 3 * 2 * 2 == len(set(planned))
+    # 3 floors + 4 strategies without N + 3 with N x 2 N values x 2 synthetic sets
+    assert len(planned) == 3 + 4 + 3 * 2 * 2 == len(set(planned))
     assert result["cells"] == planned and result["ran"] == planned and result["skipped"] == 0
     written = sorted(p.stem for p in (workdir / "run" / "cells").glob("*.json"))
     assert written == sorted(planned)
@@ -149,11 +149,11 @@ def test_second_run_trains_nothing(first_run, workdir, monkeypatch):
     config = first_run[0]
     cells = sorted((workdir / "run" / "cells").glob("*.json"))
     mtimes = [p.stat().st_mtime_ns for p in cells]
-    fits = Counter(ablation.fit_forecaster)
+    fits = Counter(ablation.fit)
     gens = Counter(diffusion_train.train)
     import solargen.diffusion.sample as sample
     samples = Counter(sample.sample_set)
-    monkeypatch.setattr(ablation, "fit_forecaster", fits)
+    monkeypatch.setattr(ablation, "fit", fits)
     monkeypatch.setattr(diffusion_train, "train", gens)
     monkeypatch.setattr(sample, "sample_set", samples)
     result = run_ablation(config, workdir / "run", progress=False)
@@ -168,13 +168,13 @@ def test_resume_after_kill_redoes_nothing_finished(first_run, workdir, monkeypat
                                                n_synthetic=[2], synthetic_sets=1))
     out = workdir / "killed-run"
     total = len(plan_cells(config))
-    monkeypatch.setattr(ablation, "fit_forecaster", Counter(ablation.fit_forecaster, kill_after=2))
+    monkeypatch.setattr(ablation, "fit", Counter(ablation.fit, kill_after=2))
     with pytest.raises(KeyboardInterrupt):
         run_ablation(config, out, progress=False)
     done = {p: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
     assert len(done) == 2
-    fits = Counter(ablation.fit_forecaster.fn)
-    monkeypatch.setattr(ablation, "fit_forecaster", fits)
+    fits = Counter(ablation.fit.fn)
+    monkeypatch.setattr(ablation, "fit", fits)
     result = run_ablation(config, out, progress=False)
     assert fits.calls == total - 2 and result["skipped"] == 2
     assert all(p.stat().st_mtime_ns == t for p, t in done.items())
@@ -286,10 +286,12 @@ def test_report_has_required_sections(first_run, workdir):
     assert all(t["pairs"] == 1 for t in tests)        # one seed x one fold
     assert results["verdicts"][0].startswith("Overall: not testable")
     assert len(results["verdicts"]) == 3 and all("binary-24h / deit" in v for v in results["verdicts"][1:])
+    assert "floor: persistence" in report and "floor: logistic" in report
+    assert "collapsed" in report.lower()
     assert results["costs"]["generation"]["CPU"] > 0
     for fig in results["figures"]:
         assert (out / fig).stat().st_size > 1000
-    none = next(r for r in results["aggregates"] if r["strategy"] == "none")
+    none = next(r for r in results["aggregates"] if (r["strategy"], r["model"]) == ("none", "deit"))
     cell = json.loads((out / "cells" / "binary-24h__t1__deit__seed0__none__n0__set0.json").read_text())
     assert none["tss"]["mean"] == pytest.approx(cell["metrics"]["tss"])
     assert (out / "command.txt").read_text().strip()
@@ -368,7 +370,7 @@ def test_sequence_models_run_through_the_grid(first_run, workdir, model):
     config = load_ablation_config(write_config(
         workdir, name=f"seq-{model}", tasks=["4class-24h"], models=[model],
         strategies=["none", "synthetic"], n_synthetic=[2], synthetic_sets=1, metrics=["gmgs", "tss"],
-        train={"epochs": 1, "batch_size": 16, "lr": 1e-3, "patience": 1, "history": 3}))
+        floors=[], train={"epochs": 1, "batch_size": 16, "lr": 1e-3, "patience": 1, "history": 3}))
     mp = pytest.MonkeyPatch()
     mp.setattr(diffusion_train, "train", Counter(diffusion_train.train, kill_after=0))
     try:
@@ -420,3 +422,27 @@ def test_paired_tests_and_verdicts_follow_the_numbers():
                                   "tss", ["synthetic"])
     assert outcome == "no-gain" and "negative result" in line
     assert _overall([outcome], 2).startswith("Overall: a negative result")
+
+
+def test_ablation_cells_and_forecast_cv_score_identically(workdir):
+    """One trainer: a 'none' cell and `forecast cv` with the same seed, data and settings give
+    the same test scores, for a deep model and for a floor."""
+    train_settings = {"epochs": 2, "batch_size": 16, "lr": 1e-3, "patience": 2,
+                      "sampling": "balanced", "augment": "flips-rotate",
+                      "model_overrides": {"patch_size": 8, "embed_dim": 16, "depth": 1,
+                                          "num_heads": 2}}
+    config = load_ablation_config(write_config(workdir, name="same", strategies=["none"],
+                                               floors=["logistic"], seeds=[3],
+                                               train=train_settings))
+    run_ablation(config, workdir / "same", progress=False)
+    for model in ("deit", "logistic"):
+        cell = json.loads((workdir / "same" / "cells" /
+                           f"binary-24h__t1__{model}__seed3__none__n0__set0.json").read_text())
+        cfg = ablation.cell_config(config, ablation.Cell("binary-24h", "t1", model, 3, "none"),
+                                   workdir / f"cv-{model}")
+        from forecasting.evaluate import cross_validate
+        cv = cross_validate(cfg, ["t1"])
+        report = json.loads((workdir / f"cv-{model}" / "t1" / "test" / "metrics.json").read_text())
+        assert report["scores"]["confusion_matrix"] == cell["scores"]["confusion_matrix"]
+        assert report["scores"]["brier_ge_m"] == cell["scores"]["brier_ge_m"]
+        assert cv["folds"]["t1"]["tss_ge_m"] == pytest.approx(cell["metrics"]["tss"], nan_ok=True)

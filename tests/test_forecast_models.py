@@ -12,6 +12,8 @@ from forecasting.models import MODELS, build_model
 TINY = {
     "deit": ("cpu", dict(patch_size=8, embed_dim=32, depth=2, num_heads=2, drop_path_rate=0.0)),
     "effnet-lite0": ("cpu", dict(drop_rate=0.0)),
+    "resnet": ("cpu", dict(channels=(8, 16, 16, 16), drop_rate=0.0, drop_path_rate=0.0,
+                           statistics_skip=True)),
     "vit-lstm": ("cpu", dict(patch_size=8, embed_dim=32, depth=1, num_heads=2, lstm_hidden=32,
                              drop_path_rate=0.0)),
     "ssm": ("cpu", dict(conv_channels=(8, 16), d_model=32, state_size=16, depth=2, dropout=0.0)),
@@ -44,7 +46,7 @@ def test_model_overfits_tiny_batch(name):
         loss.backward()
         opt.step()
     # batch-norm models are judged with batch statistics (running stats lag on 30 steps)
-    model.train(name == "effnet-lite0")
+    model.train(name in ("effnet-lite0", "resnet"))
     with torch.no_grad():
         pred = model(x).logits.argmax(-1)
     assert float(loss.detach()) < 0.2 * first

@@ -189,6 +189,10 @@ def test_cv_cli_ssm_over_all_folds(tiny, tmp_path):
     table = (out / "cv.md").read_text()
     assert "mean ± std" in table and "| f2 |" in table
     assert (out / "f2/test/metrics.json").is_file()
+    # the classical floors stand beside the model, scored on the same folds
+    assert set(summary["floors"]) == {"climatology", "persistence", "logistic"}
+    assert "| floor: persistence |" in table
+    assert summary["floors"]["climatology"]["collapsed_folds"] == ["f1", "f2"]
 
 
 def test_dry_run_prints_resolved_config(capsys):

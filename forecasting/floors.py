@@ -1,0 +1,92 @@
+"""Classical floors: forecasters every deep model must beat, trained and scored like the others.
+
+    climatology  the training class frequencies for every sample (sklearn DummyClassifier, prior):
+                 a constant forecast, `collapsed` by construction, BSS about 0
+    persistence  the GOES 1-8 A flux at the frame time (known at issue time; gaps filled with the
+                 latest earlier sample): a logistic regression on log10 flux gives the
+                 probabilities; the decision thresholds (a flux threshold, per event level) are
+                 chosen on the TRAINING data
+    logistic     regularised logistic regression (L2, C from `model_overrides`, default 1) on
+                 standardised per-channel statistics of the (latest) frame (models.frame_statistics:
+                 mean, 99th percentile, bright-pixel fraction); thresholds chosen on
+                 the validation window like the deep models
+
+Each is an sklearn estimator saved with joblib (`model/floor.joblib`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import joblib
+import numpy as np
+import torch
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from forecasting.models import frame_statistics
+from solargen import io
+from solargen.data.dataset import SolarDataset
+from solargen.errors import SolargenError
+
+FLOORS = ("climatology", "persistence", "logistic")
+FLOOR_FILE = "floor.joblib"
+# where each floor's decision thresholds are chosen
+THRESHOLDS_CHOSEN_ON = {"climatology": "train", "persistence": "train", "logistic": "val"}
+
+
+def goes_flux_at_issue(ds: SolarDataset) -> np.ndarray:
+    """GOES 1-8 A flux at every frame time, gaps filled with the latest earlier value (then the
+    earliest later one at the very start)."""
+    if "goes_flux" not in ds.labels:
+        raise SolargenError(f"{ds.root}: labels table has no goes_flux column (persistence needs "
+                            "the GOES flux at the frame time); rebuild with `solargen data build`")
+    flux = ds.labels["goes_flux"].astype(float).ffill().bfill().to_numpy()
+    if not np.isfinite(flux).all():
+        raise SolargenError(f"{ds.root}: goes_flux has no valid value at all")
+    return flux
+
+
+def features(name: str, ds: SolarDataset, indices: np.ndarray,
+             frame_map: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """The inputs of floor `name` for the samples ending at frames `indices`."""
+    indices = np.asarray(indices, dtype=int)
+    if name == "climatology":
+        return np.zeros((len(indices), 1))
+    if name == "persistence":
+        return np.log10(np.maximum(goes_flux_at_issue(ds)[indices], 1e-9))[:, None]
+    if name == "logistic":
+        frames = np.asarray(ds.frames[indices], dtype=np.float32)
+        frames = frame_map(frames) if frame_map else frames
+        return np.concatenate([frame_statistics(torch.from_numpy(np.ascontiguousarray(chunk))).numpy()
+                               for chunk in np.array_split(frames, max(1, len(frames) // 512))])
+    raise SolargenError(f"unknown floor {name!r}; choose one of {FLOORS}")
+
+
+def build_floor(name: str, overrides: dict[str, Any]) -> Any:
+    if name == "climatology":
+        return DummyClassifier(strategy="prior")
+    if name == "persistence":
+        return LogisticRegression(max_iter=1000)
+    if name == "logistic":
+        c = float(overrides.get("C", 1.0))
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+    raise SolargenError(f"unknown floor {name!r}; choose one of {FLOORS}")
+
+
+def predict_proba(estimator: Any, x: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N, K) probabilities; classes absent from the training targets get probability 0."""
+    probs = np.zeros((len(x), num_classes))
+    probs[:, estimator.classes_.astype(int)] = estimator.predict_proba(x)
+    return probs
+
+
+def save(estimator: Any, model_dir: Path) -> None:
+    with io.atomic_path(model_dir / FLOOR_FILE) as tmp:
+        joblib.dump(estimator, tmp)
+
+
+def load(model_dir: Path) -> Any:
+    return joblib.load(model_dir / FLOOR_FILE)
