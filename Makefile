@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[app,fid,forecast,fetch,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[app,fid,forecast,fetch,ray,dev]"
 	touch $(STAMP)
 
 install: $(STAMP)

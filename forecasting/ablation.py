@@ -36,7 +36,6 @@ import pandas as pd
 import torch
 import yaml
 from torch.utils.data import ConcatDataset, Dataset
-from tqdm.auto import tqdm
 
 from forecasting import metrics
 from forecasting.augment import (ClassicalCopies, Strategy, SyntheticSamples, Transformed,
@@ -46,7 +45,7 @@ from forecasting.evaluate import forecast_samples
 from forecasting.floors import FLOORS
 from forecasting.models import DEFAULT_HISTORY, MODELS, build_model
 from forecasting.tasks import get_task, part_samples
-from forecasting.train import FoldData, ForecastConfig, fit, load_checkpoint, prepare_data
+from forecasting.train import FoldData, ForecastConfig, fit, load_checkpoint
 from solargen import io
 from solargen.config import config_path, load_config, parse_yaml
 from solargen.data.dataset import load_dataset
@@ -86,6 +85,18 @@ class GeneratorSettings:
 
 
 @dataclass
+class ResourceSettings:
+    """What each Ray task asks of the cluster (`solargen ablate --executor ray`); the local
+    executor ignores it. Cells and generators are retried when their worker dies."""
+
+    cell_cpus: float = 1.0
+    cell_gpus: float = 0.0
+    generator_cpus: float = 1.0
+    generator_gpus: float = 0.0
+    max_retries: int = 3
+
+
+@dataclass
 class AblationConfig:
     """One experiment: the grid axes, the forecaster training settings and the generator."""
 
@@ -108,6 +119,7 @@ class AblationConfig:
     train: ForecastConfig = field(default_factory=ForecastConfig)
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
     cache_dir: str = ""                       # empty: <out>/cache (share it between experiments)
+    resources: ResourceSettings = field(default_factory=ResourceSettings)
 
     def fingerprint(self) -> str:
         """Hash of everything a finished cell depends on besides its own coordinates (the grid
@@ -211,7 +223,7 @@ def cell_path(out: Path, cell: Cell) -> Path:
 
 # ----------------------------------------------------------------------------- generator cache
 
-def _cache(config: AblationConfig, out: Path) -> Path:
+def cache_root(config: AblationConfig, out: Path) -> Path:
     return Path(config.cache_dir) if config.cache_dir else out / "cache"
 
 
@@ -243,7 +255,7 @@ def check_generator_fold(training: dict[str, Any], fold, where: str) -> None:
                            f"[{start}, {end})")
 
 
-def _generator_record_path(cache: Path, key: str) -> Path:
+def generator_record_path(cache: Path, key: str) -> Path:
     """Where the record of generator `key` lives, whether the cache trained it or it was given."""
     return cache / "generators" / key / "generator.json"
 
@@ -261,7 +273,7 @@ def ensure_generator(config: AblationConfig, ds, fold, label_column: str,
     else:
         key = generator_key(config, ds, fold, label_column)
         pipeline_dir = cache / "generators" / key / "pipeline"
-    record_path = _generator_record_path(cache, key)
+    record_path = generator_record_path(cache, key)
     if record_path.is_file():
         return io.read_json(record_path)
     tic = time.perf_counter()
@@ -564,84 +576,3 @@ def describe_plan(config: AblationConfig, cells: list[Cell], estimate: dict[str,
             lines.append(f"#   generator {key}: training {g['train'] / 3600:.2f} h, sampling "
                          f"{g['sample'] / 3600:.2f} h")
     return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------- the runner
-
-def _claim_output(config: AblationConfig, out: Path) -> None:
-    state = out / STATE_FILE
-    fingerprint = config.fingerprint()
-    if state.is_file():
-        old = io.read_json(state).get("fingerprint")
-        if old != fingerprint:
-            raise AblationError(f"{state}: this output directory holds an ablation with different "
-                                f"settings (fingerprint {old}, now {fingerprint}); finished cells "
-                                "would not be comparable. Use a new --out")
-    io.write_json(state, {"fingerprint": fingerprint, "config": asdict(config), **io.provenance()})
-
-
-def run_ablation(config: AblationConfig, out_dir: str | Path, dry_run: bool = False,
-                 estimate: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Run every unfinished cell (or, with dry_run, only plan and estimate), then write the report.
-    Returns {"cells", "ran", "skipped", "report"} (dry run: {"cells", "estimate", "plan"})."""
-    out = Path(out_dir)
-    check_config(config)
-    cells = plan_cells(config)
-    if dry_run:
-        est = estimate_cost(config, cells) if estimate else None
-        return {"cells": [c.id for c in cells], "estimate": est,
-                "plan": describe_plan(config, cells, est, out)}
-    _claim_output(config, out)
-    cache = _cache(config, out)
-    todo = [c for c in cells if not _finished(out, c, config)]
-    ds = load_dataset(config.data)
-    folds = load_folds(config.folds)
-    folds.check(max(get_task(t).horizon_hours for t in config.tasks))
-    data_cache: dict[tuple, FoldData] = {}
-    generators: dict[tuple, dict] = {}
-    bar = tqdm(todo, desc=f"ablation {config.name}", unit="cell", disable=not progress)
-    for cell in bar:
-        bar.set_postfix_str(cell.id, refresh=False)
-        task, fold = get_task(cell.task), folds.get(cell.fold)
-        key = (cell.task, cell.fold, cell.model)
-        if key not in data_cache:
-            data_cache = {key: prepare_data(cell_config(config, cell, out))}
-        generator, synthetic_path = None, None
-        if get_strategy(cell.strategy).synthetic:
-            gkey = (cell.fold, task.column)
-            if gkey not in generators:
-                generators[gkey] = ensure_generator(config, ds, fold, task.column, cache)
-            generator = generators[gkey]
-            synthetic_path = ensure_synthetic_set(config, generator, cell.set_index, cache)
-        result = run_cell(config, cell, data_cache[key], out, synthetic_path, generator)
-        io.write_json(cell_path(out, cell), result)
-    results = [io.read_json(cell_path(out, c)) for c in cells]
-    from forecasting.ablation_report import write_report
-    report = write_report(config, results, out, _generation_costs(cache, results))
-    return {"cells": [c.id for c in cells], "ran": [c.id for c in todo],
-            "skipped": len(cells) - len(todo), "report": report}
-
-
-def _finished(out: Path, cell: Cell, config: AblationConfig) -> bool:
-    path = cell_path(out, cell)
-    return path.is_file() and io.read_json(path).get("fingerprint") == config.fingerprint()
-
-
-def _generation_costs(cache: Path, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Seconds spent training each generator and sampling each synthetic set the cells used."""
-    from solargen.diffusion.sample import load_npz
-    costs, seen = [], set()
-    for r in results:
-        g = r.get("generator")
-        if not g or g["key"] in seen:
-            continue
-        seen.add(g["key"])
-        record = io.read_json(_generator_record_path(cache, g["key"]))
-        sampling = []
-        for npz in sorted((cache / "synthetic" / g["key"]).glob("*.npz")):
-            meta = json.loads(load_npz(npz)["meta"])["sampling"]
-            sampling.append({"file": npz.name, "images": meta["n"], "seconds": meta.get("seconds"),
-                             "device": meta.get("device", "cpu")})
-        costs.append({"key": g["key"], "fold": g["fold"], "train_seconds": record["train_seconds"],
-                      "device": record["device"], "sampling": sampling})
-    return costs

@@ -13,17 +13,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_arguments(p, "ablation (configs/ablation/<experiment>.yaml); required,")
     p.add_argument("--out", required=True, type=Path,
                    help="output dir: cells/, models/, cache/, report.md, results.json, figures/")
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="run the cells in this process, or as Ray tasks (resources from the config's "
+                        "`resources` section)")
+    p.add_argument("--address", help="with --executor ray: a running cluster (auto, ray://host:10001); "
+                                     "default: start a local Ray instance")
     p.add_argument("--no-estimate", action="store_true",
                    help="with --dry-run: skip the timing measurements behind the cost estimate")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from forecasting.ablation import AblationError, load_ablation_config, run_ablation
+    from forecasting.ablation import AblationError, load_ablation_config
+    from forecasting.ablation_runner import run_ablation
     if not args.config:
         raise AblationError("--config is required (configs/ablation/<experiment>.yaml)")
     config = load_ablation_config(args.config, args.set)
-    result = run_ablation(config, args.out, dry_run=args.dry_run, estimate=not args.no_estimate)
+    result = run_ablation(config, args.out, dry_run=args.dry_run, estimate=not args.no_estimate,
+                          executor=args.executor, address=args.address)
     if args.dry_run:
         print(result["plan"], end="")
         return 0

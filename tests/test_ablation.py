@@ -19,7 +19,8 @@ import yaml
 import forecasting.ablation as ablation
 import solargen.diffusion.train as diffusion_train
 from forecasting.ablation import (AblationError, LeakageError, assert_no_leakage, check_generator_fold,
-                                  load_ablation_config, plan_cells, run_ablation)
+                                  load_ablation_config, plan_cells)
+from forecasting.ablation_runner import run_ablation
 from forecasting.ablation_report import SECTIONS
 from forecasting.augment import (STRATEGIES, SyntheticSamples, Transformed, classical_transform,
                                  count_origin, minority_picks, oversample_weights, seeded)

@@ -276,7 +276,7 @@ class Quickstart:
         return config
 
     def ablate(self) -> None:
-        from forecasting.ablation import run_ablation
+        from forecasting.ablation_runner import run_ablation
         run_ablation(self.ablation_config(), self.paths.ablation, progress=self.progress)
 
     # ------------------------------------------------------------------ report
