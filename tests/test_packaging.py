@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -199,8 +200,13 @@ def test_wheel_runs_quickstart_and_app_outside_the_checkout(tmp_path):
     wheels, site, work = tmp_path / "wheels", tmp_path / "site", tmp_path / "work"
     work.mkdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
-                   check=True, cwd=tmp_path, capture_output=True, timeout=300)
+    leftover = not (ROOT / "build").exists()
+    try:
+        subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+                       check=True, cwd=tmp_path, capture_output=True, timeout=300)
+    finally:
+        if leftover:                      # setuptools builds in the checkout; leave it as it was
+            shutil.rmtree(ROOT / "build", ignore_errors=True)
     wheel = next(wheels.glob("solargen-*.whl"))
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True,
                    capture_output=True, timeout=300)
