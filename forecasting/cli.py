@@ -88,7 +88,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batches", type=int, help="cap batches per epoch (quick looks)")
     p.add_argument("--seed", type=int)
     p.add_argument("--num-workers", type=int)
-    p.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
+    p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"))
 
 
 def resolve_config(args: argparse.Namespace):

@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from accelerate import PartialState  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from forecasting import floors, metrics  # noqa: E402
@@ -249,8 +250,9 @@ def cross_validate(config: ForecastConfig, fold_names: list[str],
                 out=str(out / "floors" / floor)), fold_names))
             for floor in floors.FLOORS}
     summary["provenance"] = io.provenance()
-    io.write_json(out / "cv.json", summary)
-    io.write_text(out / "cv.md", format_cv_table(summary, config))
+    if PartialState().is_main_process:            # under accelerate launch: one writer
+        io.write_json(out / "cv.json", summary)
+        io.write_text(out / "cv.md", format_cv_table(summary, config))
     return summary
 
 

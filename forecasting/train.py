@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, TensorDataset
@@ -68,6 +68,7 @@ from forecasting.models import DEFAULT_HISTORY, MODELS, build_model
 from forecasting.s5 import SSM_PARAMETERS
 from forecasting.tasks import Samples, Task, get_task, make_dataset, part_samples, used_frames
 from solargen import config as config_loader
+from solargen.config import resolve_mixed_precision
 from solargen import io
 from solargen.data.dataset import SolarDataset, load_dataset
 from solargen.data.splits import Fold, check_no_leakage, load_folds
@@ -123,7 +124,8 @@ class ForecastConfig:
     flux_input: bool = False            # one-frame models: + GOES flux known at issue time (2 planes)
     seed: int = 0
     num_workers: int = 0
-    mixed_precision: str = "no"
+    mixed_precision: str = "auto"       # auto: accelerate launch's flag, else bf16 on a GPU, else no
+    gradient_accumulation_steps: int = 1
     model_overrides: dict[str, Any] = field(default_factory=dict)  # floors: {"C": ...} (logistic)
 
 
@@ -438,6 +440,13 @@ class _Stage:
             torch.save(state, tmp)
 
 
+def optimiser_steps(loader: DataLoader, config: ForecastConfig) -> int:
+    """Optimiser steps per epoch of this process: its (sharded) batches, capped by max_batches,
+    over the gradient accumulation."""
+    batches = len(loader) if not config.max_batches else min(len(loader), config.max_batches)
+    return max(1, math.ceil(batches / config.gradient_accumulation_steps))
+
+
 def _save_best(accelerator: Accelerator, model, out: Path) -> None:
     if not accelerator.is_main_process:
         return
@@ -498,12 +507,14 @@ def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, schedu
             if batches.transform is not None:
                 x = torch.stack([batches.transform(item) for item in x])
             x = augment_batch(x, batches.augment)
-            loss = criterion(model(x), y, x)
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            total += float(loss.detach())
+            with accelerator.accumulate(model):
+                loss = criterion(model(x), y, x)
+                accelerator.backward(loss)
+                optimizer.step()
+                if accelerator.sync_gradients:      # the schedule counts optimiser steps
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            total += float(accelerator.reduce(loss.detach(), reduction="mean"))
             batches_done += 1
             bar.set_postfix(loss=f"{total / batches_done:.4f}")
             if config.max_batches and batches_done >= config.max_batches:
@@ -523,6 +534,7 @@ def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, schedu
                 progress["best_thresholds"] = thresholds   # the window): keep the latest epoch
                 _save_best(accelerator, model, stage.out)
         log.append({"stage": stage.name, "epoch": epoch, "train_loss": total / max(batches_done, 1),
+                    "lr": scheduler.get_last_lr()[0],
                     "val_score": score, "val_collapsed": scores["collapsed"],
                     "val_thresholds": thresholds,
                     "val": {k: scores[k] for k in scores if k not in ("reliability_ge_m",)}})
@@ -659,7 +671,11 @@ def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
     """The deep-model training loop (stage main, then optional cRT) of one fold."""
     ds, task = prep.ds, prep.task
     train_set = prep.datasets["train"] if train_set is None else train_set
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    # cRT freezes the backbone after DDP wrapping: DDP must expect parameters without gradients
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if config.crt_epochs > 0 else []
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(config.mixed_precision),
+                              gradient_accumulation_steps=config.gradient_accumulation_steps,
+                              kwargs_handlers=handlers)
     meta = _checkpoint_meta(config, prep)
     if accelerator.is_main_process:
         io.write_json(out / DATA_FILE, _data_report(prep, task))
@@ -708,13 +724,13 @@ def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
     loader_kw = dict(batch_size=config.batch_size, num_workers=config.num_workers)
     train_loader = DataLoader(train_data, sampler=sampler, drop_last=False, **loader_kw)
     val_loader = DataLoader(val_data, shuffle=False, **loader_kw)
-    steps = len(train_loader) if not config.max_batches else min(len(train_loader), config.max_batches)
     optimizer = torch.optim.AdamW(param_groups(model, config.lr, config.weight_decay,
                                                config.ssm_lr_factor))
-    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps,
-                                                max(steps * config.epochs, 1))
     model, optimizer, train_loader, val_loader = accelerator.prepare(
         model, optimizer, train_loader, val_loader)
+    # the schedule counts this process's optimiser steps, after prepare shards the loader
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps,
+                                                optimiser_steps(train_loader, config) * config.epochs)
     criterion.to(accelerator.device)
     batches = _Batches(train_loader, sampler, val_loader, transform, config.augment, shift)
     main = _run_stage(_Stage("main", out, config.epochs, config.patience, config.min_epochs),
@@ -770,8 +786,7 @@ def _classifier_retraining(config: ForecastConfig, accelerator: Accelerator, mod
                                             num_workers=config.num_workers))
     optimizer = accelerator.prepare(torch.optim.AdamW(base.head.parameters(), lr=config.crt_lr,
                                                       weight_decay=0.0))
-    steps = len(loader) if not config.max_batches else min(len(loader), config.max_batches)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, 0, max(steps * config.crt_epochs, 1))
+    scheduler = get_cosine_schedule_with_warmup(optimizer, 0, optimiser_steps(loader, config) * config.crt_epochs)
     ce = ForecastLoss(LossConfig(name="ce"), prep.train_counts, config.crt_epochs)
     shift = logit_shift(prep.climatology, targets, weights, ce.prior_weights())
     crt_batches = _Batches(loader, sampler, batches.val_loader, batches.transform,

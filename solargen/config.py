@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -136,6 +137,17 @@ def resolve_device(name: str = "auto") -> str:
         return name
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_mixed_precision(value: str) -> str | None:
+    """auto: what `accelerate launch --mixed_precision` said (None lets accelerate read it), else
+    bf16 on a GPU that has it, else no. An explicit value wins over the launcher."""
+    if value != "auto":
+        return value
+    if "ACCELERATE_MIXED_PRECISION" in os.environ:
+        return None
+    import torch
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 import torch
 
 from solargen import config, io
@@ -73,3 +74,57 @@ def test_final_weights_agree_and_artefacts_are_written_once(runs):
     assert checkpoints == ["step-0000006"]                      # keep_checkpoints=1, no leftovers
     assert len(list(runs["two"].glob("config.yaml"))) == 1
     assert len(pd.read_csv(runs["two"] / "log.csv")) == 6         # one row per step, not per rank
+
+
+# ----------------------------------------------------------------------------- forecasters
+
+def _forecast(args: list[str], processes: int, cwd: Path) -> subprocess.CompletedProcess:
+    head = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+             str(processes)] if processes > 1 else [sys.executable])
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([*head, "-m", "solargen", "forecast", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def forecasts(tmp_path_factory) -> dict[str, Path]:
+    from test_forecast_train import TINY_DEIT
+    from test_forecast_train import tiny as tiny_fixture
+    tmp = tmp_path_factory.mktemp("ddp-forecast")
+    ds, folds, _ = tiny_fixture.__wrapped__(tmp_path_factory)
+    cfg = {"data": str(ds.root), "folds": str(folds), "fold": "f1", "model": "deit", "task": "binary-24h",
+           "epochs": 2, "lr": 2e-3, "warmup_steps": 2, "patience": 5, "augment": "none",
+           "sampling": "balanced", "epoch_samples": 256, "model_overrides": dict(TINY_DEIT)}
+    (tmp / "f.yaml").write_text(yaml.safe_dump(cfg))
+    out = {}
+    for name, processes, batch, extra in (("one", 1, 32, []), ("two", 2, 16, []),
+                                          ("crt", 2, 16, ["--set", "crt_epochs=1"])):
+        run = _forecast(["train", "--config", str(tmp / "f.yaml"), "--batch-size", str(batch),
+                         "--out", str(tmp / name), *extra], processes, tmp)
+        assert run.returncode == 0, f"{name}:\n{run.stderr[-4000:]}"
+        out[name] = tmp / name
+    cv = _forecast(["cv", "--config", str(tmp / "f.yaml"), "--batch-size", "16", "--fold-names", "f1",
+                    "--no-floors", "--out", str(tmp / "cv")], 2, tmp)
+    assert cv.returncode == 0, cv.stderr[-4000:]
+    out["cv"] = tmp / "cv"
+    return out
+
+
+def test_forecaster_on_two_ranks_matches_one(forecasts):
+    one = io.read_json(forecasts["one"] / "log.json")
+    two = io.read_json(forecasts["two"] / "log.json")
+    np.testing.assert_allclose([e["lr"] for e in two], [e["lr"] for e in one], rtol=1e-6)
+    np.testing.assert_allclose([e["train_loss"] for e in two], [e["train_loss"] for e in one], rtol=1e-3)
+    from forecasting.train import load_checkpoint
+    w1 = load_checkpoint(forecasts["one"])[1].state_dict()
+    w2 = load_checkpoint(forecasts["two"])[1].state_dict()
+    for key, value in w1.items():
+        torch.testing.assert_close(w2[key], value, atol=1e-4, rtol=1e-3, msg=key)
+
+
+def test_crt_runs_under_ddp_and_each_artefact_is_written_once(forecasts):
+    crt = io.read_json(forecasts["crt"] / "forecast.json")
+    assert "crt" in crt and any(e["stage"] == "crt" for e in io.read_json(forecasts["crt"] / "log.json"))
+    assert sorted(p.name for p in forecasts["cv"].glob("cv.*")) == ["cv.json", "cv.md"]
+    assert sorted(p.name for p in forecasts["cv"].iterdir() if p.name.startswith(".")) == []
+    assert (forecasts["cv"] / "f1" / "forecast.json").is_file()

@@ -2,14 +2,13 @@
 loaded by solargen.config from configs/ddpm-*.yaml plus `section.key=value` overrides."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 
 from solargen import config
+from solargen.config import resolve_mixed_precision
 from solargen.diffusion.conditioning import KINDS
 from solargen.diffusion.loss import ObjectiveConfig
 from solargen.diffusion.pipeline import SAMPLERS, UNetConfig, build_unet
@@ -105,16 +104,6 @@ def check_config(cfg: RunConfig) -> None:
 def flux_column(label_column: str) -> str:
     return label_column.replace("class", "flux")
 
-
-
-def resolve_mixed_precision(value: str) -> str | None:
-    """auto: what `accelerate launch --mixed_precision` said (None lets accelerate read it), else
-    bf16 on a GPU that has it, else no. An explicit value wins over the launcher."""
-    if value != "auto":
-        return value
-    if "ACCELERATE_MIXED_PRECISION" in os.environ:
-        return None
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
 
 
 def dry_run(cfg: RunConfig) -> str:
