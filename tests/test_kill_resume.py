@@ -46,7 +46,9 @@ def stable(obj: Any) -> Any:
     """A result without what legitimately differs between runs (wall times, provenance, paths)."""
     if isinstance(obj, dict):
         return {k: stable(v) for k, v in obj.items()
-                if k not in ("provenance", "command", "git_commit", "out", "real_dir") and "seconds" not in k}
+                if k not in ("provenance", "command", "git_commit", "out", "real_dir", "costs", "computed_by",
+                              "pipeline")
+                and "seconds" not in k}
     if isinstance(obj, list):
         return [stable(v) for v in obj]
     return obj
@@ -76,3 +78,38 @@ def test_eval_killed_anywhere_resumes_to_the_same_metrics(tmp_path):
                 "--epochs", "2", "--latent-dim", "8", "--device", "cpu"]
 
     assert_kill_anywhere_resumes(tmp_path, args, "metrics.json")
+
+
+@pytest.fixture(scope="module")
+def forecast_data(tmp_path_factory):
+    from test_forecast_train import TINY_DEIT
+    from test_forecast_train import tiny as tiny_fixture
+    ds, folds, root = tiny_fixture.__wrapped__(tmp_path_factory)
+    cfg = {"data": str(ds.root), "folds": str(folds), "fold": "f1", "model": "deit", "task": "binary-24h",
+           "epochs": 4, "batch_size": 32, "lr": 2e-3, "patience": 5, "augment": "flips-rotate",
+           "sampling": "balanced", "model_overrides": dict(TINY_DEIT)}
+    (root / "f.yaml").write_text(json.dumps(cfg))
+    return root / "f.yaml"
+
+
+def test_forecast_train_killed_anywhere_resumes_to_the_same_checkpoint(tmp_path, forecast_data):
+    assert_kill_anywhere_resumes(
+        tmp_path, lambda out: ["forecast", "train", "--config", str(forecast_data), "--out", str(out)],
+        "forecast.json")
+
+
+def test_forecast_cv_killed_anywhere_resumes_to_the_same_table(tmp_path, forecast_data):
+    assert_kill_anywhere_resumes(
+        tmp_path, lambda out: ["forecast", "cv", "--config", str(forecast_data), "--set", "epochs=2",
+                               "--out", str(out)], "cv.json", tries=2)
+
+
+def test_ablate_killed_anywhere_resumes_to_the_same_results(tmp_path):
+    from test_ablation import write_config, write_folds, write_tiny_dataset
+    write_tiny_dataset(tmp_path / "ds")
+    write_folds(tmp_path / "folds.yaml")
+    config = write_config(tmp_path, name="kill", strategies=["none", "synthetic"], n_synthetic=[2],
+                          synthetic_sets=1, seeds=[0], floors=["climatology"], cache_dir="")
+    assert_kill_anywhere_resumes(
+        tmp_path, lambda out: ["ablate", "--config", str(config), "--out", str(out)], "results.json",
+        tries=2)
