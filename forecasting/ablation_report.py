@@ -1,10 +1,12 @@
 """The ablation report: report.md, results.json, command.txt and figures/*.png.
 
 For every (task, model): each strategy's metrics as mean ± std over its cells (seeds x folds, and
-synthetic sets for the N strategies); metric-vs-N plots with ± std bands; a paired test of each
-strategy against "none" over the same (seed, fold) units (synthetic sets averaged within a unit
-first): paired t-test and Wilcoxon signed-rank (scipy); the device hours each strategy cost; and a
-verdict computed from those numbers (significance level 0.05 on the paired t-test).
+synthetic sets for the N strategies); metric-vs-N plots with bootstrap 95 % confidence bands and
+the classical floors as lines; each strategy against "none" over the same (fold, seed) units
+(forecasting.ablation_stats: mean paired difference, BCa bootstrap CI, Wilcoxon from 5 pairs, Holm
+across every comparison; collapsed pairs left out and counted); the device hours each strategy
+cost; and verdict sentences generated from those numbers. summary.json holds the comparisons of
+the first metric and the overall verdict.
 """
 from __future__ import annotations
 
@@ -19,15 +21,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
 
+from forecasting.ablation_stats import (MIN_PAIRS, Comparison, bootstrap_ci, compare,  # noqa: E402
+                                        units_table, verdict)
 from forecasting.augment import get_strategy  # noqa: E402
 from forecasting.tasks import get_task  # noqa: E402
 from solargen import io  # noqa: E402
 from solargen.data.dataset import load_dataset  # noqa: E402
 from solargen.data.splits import load_folds  # noqa: E402
 
-ALPHA = 0.05
 SECTIONS = ("## Data and protocol", "## Leakage", "## Results", "## Significance against none",
             "## Cost", "## Verdict")
 
@@ -66,44 +68,6 @@ def aggregate(results: list[dict[str, Any]], metric_names: list[str]) -> list[di
     return sorted(rows, key=lambda r: (r["task"], r["model"], order[r["strategy"]], r["n"]))
 
 
-def _units(results: list[dict[str, Any]], task: str, model: str, strategy: str, n: int,
-           metric: str) -> dict[tuple, float]:
-    """(seed, fold) -> metric, averaged over synthetic sets."""
-    per: dict[tuple, list[float]] = defaultdict(list)
-    for r in results:
-        c = r["cell"]
-        if (c["task"], c["model"], c["strategy"], c["n"]) == (task, model, strategy, n):
-            per[(c["seed"], c["fold"])].append(r["metrics"].get(metric, float("nan")))
-    return {u: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-            for u, v in per.items()}
-
-
-def paired_tests(results: list[dict[str, Any]], rows: list[dict[str, Any]],
-                 metric_names: list[str]) -> list[dict[str, Any]]:
-    """Each (strategy, N) against 'none' of the same task and model, paired over (seed, fold)."""
-    tests = []
-    for row in rows:
-        if row["strategy"] == "none":
-            continue
-        for m in metric_names:
-            base = _units(results, row["task"], row["model"], "none", 0, m)
-            mine = _units(results, row["task"], row["model"], row["strategy"], row["n"], m)
-            units = sorted(u for u in set(base) & set(mine)
-                           if np.isfinite(base[u]) and np.isfinite(mine[u]))
-            a = np.array([mine[u] for u in units])
-            b = np.array([base[u] for u in units])
-            diff = a - b
-            t_p = w_p = float("nan")
-            if len(units) >= 2 and np.any(diff != 0):
-                t_p = float(stats.ttest_rel(a, b).pvalue)
-                w_p = float(stats.wilcoxon(a, b).pvalue)
-            tests.append({"task": row["task"], "model": row["model"], "strategy": row["strategy"],
-                          "n": row["n"], "metric": m, "pairs": len(units),
-                          "mean_diff": float(diff.mean()) if len(units) else float("nan"),
-                          "t_p": t_p, "wilcoxon_p": w_p})
-    return tests
-
-
 def _device_label(device: str) -> str:
     return "GPU" if str(device).startswith("cuda") else "CPU"
 
@@ -124,89 +88,77 @@ def costs(results: list[dict[str, Any]], generation: list[dict[str, Any]]) -> di
             "generators": generation}
 
 
-def _verdict_line(tests: list[dict], rows: list[dict], task: str, model: str, metric: str,
-                  synthetic_names: list[str]) -> tuple[str, str]:
-    """(outcome, sentence); outcome is helps / no-gain / hurts / untestable / n/a."""
-    base = next((r for r in rows if (r["task"], r["model"], r["strategy"]) == (task, model, "none")),
-                None)
-    if base is None or base[metric]["count"] == 0:
-        return "n/a", (f"- **{task} / {model} / {metric}**: no baseline value (metric undefined "
-                       "on the test data).")
-    mine = [t for t in tests if (t["task"], t["model"], t["metric"]) == (task, model, metric)]
-    syn = [t for t in mine if t["strategy"] in synthetic_names and np.isfinite(t["mean_diff"])]
-    head = (f"- **{task} / {model} / {metric}** (none: {base[metric]['mean']:.3f} ± "
-            f"{base[metric]['std']:.3f}): ")
+def _overall(comparisons: list[Comparison], synthetic_names: list[str]) -> str:
+    """The one-sentence verdict over every synthetic-strategy comparison, from the numbers."""
+    syn = [c for c in comparisons if c.strategy in synthetic_names]
     if not syn:
-        return "n/a", head + "no synthetic-strategy cell to compare."
-    helps = [t for t in syn if t["mean_diff"] > 0 and t["t_p"] < ALPHA]
-    hurts = [t for t in syn if t["mean_diff"] < 0 and t["t_p"] < ALPHA]
-    best = max(syn, key=lambda t: t["mean_diff"])
-
-    def where(ts: list[dict]) -> str:
-        return ", ".join(f"{_label(t['strategy'], t['n'])} ({t['mean_diff']:+.3f}, "
-                         f"p={_p(t['t_p'])})" for t in ts)
-
-    if helps:
-        outcome, text = "helps", f"synthetic data helps significantly at {where(helps)}"
-    elif all(t["pairs"] < 2 for t in syn):
-        outcome, text = "untestable", (f"not testable ({best['pairs']} seed x fold pair); the best synthetic setting, "
-                f"{_label(best['strategy'], best['n'])}, changes it by {best['mean_diff']:+.3f}")
-    else:
-        outcome = "hurts" if hurts else "no-gain"
-        text = (f"no significant improvement from synthetic data (negative result); the best "
-                f"setting, {_label(best['strategy'], best['n'])}, changes it by "
-                f"{best['mean_diff']:+.3f} (p={_p(best['t_p'])}, {best['pairs']} pairs)")
-    if hurts:
-        text += f"; it is significantly worse at {where(hurts)}"
-    others = [t for t in mine if t["strategy"] not in synthetic_names and t["strategy"] != "none"
-              and np.isfinite(t["mean_diff"])]
-    if others:
-        top = max(others, key=lambda t: t["mean_diff"])
-        text += (f". Best non-synthetic remedy: {_label(top['strategy'], top['n'])} "
-                 f"({top['mean_diff']:+.3f}, p={_p(top['t_p'])}), which the best synthetic "
-                 f"setting {'beats' if best['mean_diff'] > top['mean_diff'] else 'does not beat'}")
-    return outcome, head + text + "."
+        return "No synthetic-strategy comparison in this grid."
+    tested = [c for c in syn if c.p_holm is not None]
+    helps = [c for c in tested if c.significant and c.mean_diff > 0]
+    hurts = [c for c in tested if c.significant and c.mean_diff < 0]
+    collapsed = sum(c.collapsed_pairs for c in syn)
+    tail = (f" ({len(syn)} comparisons, {len(tested)} with >= {MIN_PAIRS} (fold, seed) pairs and a "
+            f"Holm-adjusted p-value; {collapsed} collapsed pairs left out)")
+    if not tested:
+        return ("Not testable: no comparison has the " f"{MIN_PAIRS} (fold, seed) pairs a p-value needs" + tail + ".")
+    if helps and not hurts:
+        return "Synthetic minority frames help in " + f"{len(helps)} of {len(tested)} tested comparisons" + tail + "."
+    if hurts and not helps:
+        return "Synthetic minority frames hurt in " + f"{len(hurts)} of {len(tested)} tested comparisons" + tail + "."
+    if helps and hurts:
+        return (f"Mixed: synthetic minority frames help in {len(helps)} and hurt in {len(hurts)} of "
+                f"{len(tested)} tested comparisons" + tail + ".")
+    best = max(tested, key=lambda c: c.mean_diff)
+    return ("No detectable effect of synthetic minority frames at this scale: no tested comparison "
+            f"is significant after Holm's adjustment; the largest mean gain is {best.mean_diff:+.3f} "
+            f"{best.metric.upper()} ({best.strategy} N = {best.n_synthetic}, 95 % CI "
+            f"[{best.ci95[0]:+.3f}, {best.ci95[1]:+.3f}])" + tail + ".")
 
 
-def _overall(outcomes: list[str], n_tests: int) -> str:
-    counted = {k: outcomes.count(k) for k in ("helps", "no-gain", "hurts", "untestable", "n/a")}
-    total = len(outcomes)
-    if counted["untestable"] == total:
-        head = ("Overall: not testable — every comparison has a single seed x fold pair; run more "
-                "seeds or folds for a verdict.")
-    elif counted["helps"] == 0:
-        head = (f"Overall: a negative result — synthetic minority frames gave no significant gain "
-                f"in any of the {total} task/model/metric combinations")
-        head += (f" and made {counted['hurts']} significantly worse." if counted["hurts"] else ".")
-    else:
-        head = (f"Overall: synthetic minority frames helped significantly in {counted['helps']} of "
-                f"{total} task/model/metric combinations, gave no significant gain in "
-                f"{counted['no-gain'] + counted['hurts']} (significantly worse somewhere in "
-                f"{counted['hurts']}).")
-    return (head + f" The {n_tests} paired tests are not corrected for multiple comparisons: at "
-            f"p < {ALPHA} about {ALPHA * n_tests:.1f} of them would pass by chance alone.")
+def summary_json(comparisons: list[Comparison], metric: str, overall: str) -> dict[str, Any]:
+    """The experiment's summary: units, and per strategy (at each N, per task/model when there are
+    several) the first metric's paired comparison with `none`."""
+    mine = [c for c in comparisons if c.metric == metric]
+    several = len({(c.task, c.model) for c in mine}) > 1
+    strategies = {}
+    for c in mine:
+        name = f"{c.strategy}" + (f" N={c.n_synthetic}" if c.n_synthetic else "")
+        name = f"{c.task}/{c.model}: {name}" if several else name
+        strategies[name] = {"metric": metric, "mean_diff": c.mean_diff,
+                            "ci95": list(c.ci95) if c.ci95 else None, "p_holm": c.p_holm,
+                            "significant": c.significant, "pairs": c.n_pairs,
+                            "collapsed_cells": c.collapsed_pairs}
+    return {"units": max((c.n_pairs + c.collapsed_pairs for c in mine), default=0),
+            "strategies": strategies, "verdict": overall}
 
 
-def _figure(results: list[dict], rows: list[dict], task: str, model: str, metric: str,
+def _figure(units: pd.DataFrame, rows: list[dict], task: str, model: str, metric: str,
             path: Path) -> Path:
-    """Metric against N: N strategies as lines with ± std bands (over seeds, folds and sets);
-    the others as horizontal bands; the task's classical floors as grey dotted lines."""
-    mine = [r for r in rows if (r["task"], r["model"]) == (task, model) and r[metric]["count"]]
-    ns = sorted({r["n"] for r in mine if r["n"]}) or [0, 1]
+    """Metric against N: N strategies as lines with bootstrap 95 % CI bands of the mean over
+    (fold, seed) units; the others as horizontal lines with bands; the task's classical floors as
+    grey dotted lines."""
+    mine = units[(units["task"] == task) & (units["model"] == model)] if len(units) else units
     fig, ax = plt.subplots(figsize=(6.4, 4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, strategy in enumerate(dict.fromkeys(r["strategy"] for r in mine)):
-        pts = sorted((r["n"], r[metric]["mean"], r[metric]["std"]) for r in mine
-                     if r["strategy"] == strategy)
+    ns = sorted({int(n) for n in mine["n_synthetic"] if n}) if len(mine) else []
+    for i, strategy in enumerate(dict.fromkeys(mine["strategy"]) if len(mine) else []):
         colour = colours[i % len(colours)]
+        pts = []
+        for n, group in mine[mine["strategy"] == strategy].groupby("n_synthetic"):
+            values = group[metric].to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            if len(values):
+                ci = bootstrap_ci(values) or (values.mean(), values.mean())
+                pts.append((int(n), values.mean(), *ci))
+        if not pts:
+            continue
+        x, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
         if get_strategy(strategy).uses_n:
-            x, m, s = (np.array(v, dtype=float) for v in zip(*pts))
             ax.plot(x, m, "o-", color=colour, label=strategy)
-            ax.fill_between(x, m - s, m + s, color=colour, alpha=0.2)
+            ax.fill_between(x, lo, hi, color=colour, alpha=0.2)
         else:
-            _, m, s = pts[0]
-            ax.axhline(m, color=colour, ls="--", label=strategy)
-            ax.axhspan(m - s, m + s, color=colour, alpha=0.1)
+            ax.axhline(m[0], color=colour, ls="--", label=strategy)
+            ax.axhspan(lo[0], hi[0], color=colour, alpha=0.1)
     for r in rows:
         if r["task"] == task and r["floor"] and r[metric]["count"]:
             ax.axhline(r[metric]["mean"], color="0.5", ls=":", label=f"floor: {r['model']}")
@@ -214,7 +166,7 @@ def _figure(results: list[dict], rows: list[dict], task: str, model: str, metric
     ax.set_ylabel(metric)
     if len(ns) > 1:
         ax.set_xlim(min(ns), max(ns))
-    ax.set_title(f"{task} / {model}: {metric} (mean ± std)", fontsize=10)
+    ax.set_title(f"{task} / {model}: {metric} (mean, 95 % CI over (fold, seed) units)", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     with io.atomic_path(path) as tmp:
@@ -248,8 +200,8 @@ def _collapse_sentence(rows: list[dict]) -> str:
                 f"{r['collapsed_cells']} of {r['cells']}" for r in hit) + ".")
 
 
-def _p(v: float) -> str:
-    return "n/a" if not np.isfinite(v) else f"{v:.3g}"
+def _p(v: float | None) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else f"{v:.3g}"
 
 
 def _generator_origin(g) -> str:
@@ -268,19 +220,18 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
     out = Path(out)
     metric_names = list(config.metrics)
     rows = aggregate(results, metric_names)
-    tests = paired_tests(results, rows, metric_names)
+    units = units_table(results, metric_names)
+    comparisons = compare(units, metric_names) if len(units) else []
     cost = costs(results, generation)
     ds = load_dataset(config.data)
     folds = load_folds(config.folds)
     pairs = list(dict.fromkeys((r["cell"]["task"], r["cell"]["model"]) for r in results
                                if not r.get("floor")))
     synthetic_names = [s for s in config.strategies if get_strategy(s).synthetic]
-    figures = [str(_figure(results, rows, t, m, metric, out / "figures" / f"{t}-{m}-{metric}.png")
+    figures = [str(_figure(units, rows, t, m, metric, out / "figures" / f"{t}-{m}-{metric}.png")
                    .relative_to(out)) for t, m in pairs for metric in metric_names]
-    judged = [_verdict_line(tests, rows, t, m, metric, synthetic_names)
-              for t, m in pairs for metric in metric_names]
-    testable = [x for x in tests if np.isfinite(x["t_p"])]
-    verdicts = [_overall([o for o, _ in judged], len(testable))] + [line for _, line in judged]
+    overall = _overall(comparisons, synthetic_names)
+    verdicts = [overall] + [f"- {verdict(c)}" for c in comparisons]
     leak = {k: int(sum(r["samples"].get(k, 0) for r in results))
             for k in ("synthetic_train", "synthetic_val", "synthetic_test", "classical-copy_train",
                       "classical-copy_val", "classical-copy_test")}
@@ -340,13 +291,18 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
         md += [f"![{t} {m} {metric}]({f})" for metric, f in
                zip(metric_names, [f for f in figures if f.startswith(f"figures/{t}-{m}-")])] + [""]
     md += [SECTIONS[3], "",
-           f"Paired over the same (seed, fold) units; synthetic sets averaged within a unit. "
-           f"Two-sided paired t-test and Wilcoxon signed-rank; significant at p < {ALPHA}.", "",
-           "| task | model | strategy | N | metric | pairs | mean diff | t-test p | Wilcoxon p |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    md += [f"| {x['task']} | {x['model']} | {x['strategy']} | {x['n'] or '-'} | {x['metric']} | "
-           f"{x['pairs']} | {x['mean_diff']:+.3f} | {_p(x['t_p'])} | {_p(x['wilcoxon_p'])} |"
-           for x in tests]
+           f"The unit is a (fold, seed) pair: a strategy's cell is paired with the `none` cell of the "
+           f"same task, model, fold and seed (repeated synthetic sets averaged within the unit). Mean "
+           f"paired difference with a BCa bootstrap 95 % CI; a Wilcoxon signed-rank p-value only from "
+           f"{MIN_PAIRS} pairs on; Holm's adjustment across all {len(comparisons)} comparisons; "
+           "significant only after adjustment; pairs with a collapsed cell left out.", "",
+           "| task | model | strategy | N | metric | pairs | collapsed pairs | mean diff | 95 % CI | "
+           "Wilcoxon p | Holm p | significant |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    md += [f"| {c.task} | {c.model} | {c.strategy} | {c.n_synthetic or '-'} | {c.metric} | {c.n_pairs} | "
+           f"{c.collapsed_pairs} | {c.mean_diff:+.3f} | "
+           + (f"[{c.ci95[0]:+.3f}, {c.ci95[1]:+.3f}]" if c.ci95 else "-")
+           + f" | {_p(c.p_value)} | {_p(c.p_holm)} | {'yes' if c.significant else 'no'} |"
+           for c in comparisons]
     md += ["", SECTIONS[4], "",
            "Device hours of training + evaluating each strategy's cells (measured wall time).", "",
            "| strategy | CPU h | GPU h |", "|---|---|---|"]
@@ -363,13 +319,15 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
     results_json = {
         "config": asdict(config), "fingerprint": config.fingerprint(),
         "dataset": {"path": config.data, "synthetic": ds.synthetic, "source": ds.meta.get("source")},
-        "leakage": leak, "generators": list(gens.values()), "aggregates": rows, "tests": tests,
+        "leakage": leak, "generators": list(gens.values()), "aggregates": rows,
+        "comparisons": [c.to_dict() for c in comparisons],
         "costs": cost, "verdicts": verdicts, "figures": figures,
         "cells": [{k: r[k] for k in ("id", "cell", "metrics", "samples", "fit", "eval_seconds",
                                      "device", "synthetic_classes")} for r in results],
         "provenance": command,
     }
     io.write_json(out / "results.json", results_json)
+    io.write_json(out / "summary.json", summary_json(comparisons, metric_names[0], overall))
     io.write_text(out / "report.md", "\n".join(md))
     io.write_text(out / "command.txt", f"{command['command']}\n{command['git_commit']}\n")
     return {"report": str(out / "report.md"), "results": str(out / "results.json"),

@@ -80,13 +80,14 @@ def holm(p_values: list[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def compare(cells: pd.DataFrame, metric: str, baseline: str = "none", seed: int = 0,
+def compare(cells: pd.DataFrame, metrics: list[str], baseline: str = "none", seed: int = 0,
             alpha: float = 0.05) -> list[Comparison]:
-    """Every strategy (at each N) against `baseline`, paired by (task, model, fold, seed).
+    """Every strategy (at each N) against `baseline` for every metric, paired by (task, model,
+    fold, seed); Holm's adjustment runs across the whole family (all strategies, N and metrics).
 
-    `cells`: one row per finished cell with columns task, model, strategy, n_synthetic, fold,
-    seed, collapsed (bool) and the metric."""
-    missing = [c for c in (*KEYS, "strategy", "n_synthetic", "collapsed", metric) if c not in cells]
+    `cells`: one row per (task, model, strategy, n_synthetic, fold, seed) with a bool `collapsed`
+    and the metrics (repeated synthetic sets averaged into their unit beforehand)."""
+    missing = [c for c in (*KEYS, "strategy", "n_synthetic", "collapsed", *metrics) if c not in cells]
     if missing:
         raise SolargenError(f"ablation statistics: the cell table lacks columns {missing}")
     base = cells[cells["strategy"] == baseline].set_index(list(KEYS))
@@ -94,20 +95,41 @@ def compare(cells: pd.DataFrame, metric: str, baseline: str = "none", seed: int 
         raise SolargenError(f"ablation statistics: more than one '{baseline}' cell per (task, model, fold, seed)")
     out = []
     others = cells[cells["strategy"] != baseline]
-    for (task, model, strategy, n), group in others.groupby(["task", "model", "strategy", "n_synthetic"], sort=True):
-        paired = group.join(base[[metric, "collapsed"]], on=list(KEYS), rsuffix="_base", how="inner")
-        collapsed = paired["collapsed"].astype(bool) | paired["collapsed_base"].astype(bool)
-        usable = paired[~collapsed]
-        diffs = (usable[metric] - usable[f"{metric}_base"]).to_numpy(dtype=float)
-        diffs = diffs[np.isfinite(diffs)]
-        out.append(Comparison(task, model, strategy, int(n), metric, len(diffs), int(collapsed.sum()),
-                              float(diffs.mean()) if len(diffs) else float("nan"),
-                              bootstrap_ci(diffs, seed), wilcoxon_p(diffs)))
+    for metric in metrics:
+        for (task, model, strategy, n), group in others.groupby(["task", "model", "strategy", "n_synthetic"],
+                                                                 sort=True):
+            paired = group.join(base[[metric, "collapsed"]], on=list(KEYS), rsuffix="_base", how="inner")
+            collapsed = paired["collapsed"].astype(bool) | paired["collapsed_base"].astype(bool)
+            usable = paired[~collapsed]
+            diffs = (usable[metric] - usable[f"{metric}_base"]).to_numpy(dtype=float)
+            diffs = diffs[np.isfinite(diffs)]
+            out.append(Comparison(task, model, strategy, int(n), metric, len(diffs), int(collapsed.sum()),
+                                  float(diffs.mean()) if len(diffs) else float("nan"),
+                                  bootstrap_ci(diffs, seed), wilcoxon_p(diffs)))
     tested = [c for c in out if c.p_value is not None]
     for c, adjusted in zip(tested, holm([c.p_value for c in tested])):
         c.p_holm = adjusted
         c.significant = adjusted < alpha
     return out
+
+
+def units_table(results: list[dict], metrics: list[str]) -> pd.DataFrame:
+    """Finished ablation cells -> one row per (task, model, strategy, N, fold, seed): the metrics
+    averaged over repeated synthetic sets, collapsed when any of them collapsed. Floors left out."""
+    rows = []
+    for r in results:
+        if r.get("floor"):
+            continue
+        c = r["cell"]
+        rows.append({"task": c["task"], "model": c["model"], "strategy": c["strategy"],
+                     "n_synthetic": c["n"], "fold": c["fold"], "seed": c["seed"],
+                     "collapsed": bool(r["metrics"].get("collapsed", 0)),
+                     **{m: r["metrics"].get(m, float("nan")) for m in metrics}})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    keys = ["task", "model", "strategy", "n_synthetic", "fold", "seed"]
+    return table.groupby(keys, as_index=False).agg({"collapsed": "any", **{m: "mean" for m in metrics}})
 
 
 def verdict(comparison: Comparison) -> str:

@@ -282,11 +282,14 @@ def test_report_has_required_sections(first_run, workdir):
     assert "synthetic embedded default dataset, not from solar data" in report
     results = json.loads((out / "results.json").read_text())
     assert {r["strategy"] for r in results["aggregates"]} == set(STRATEGY_LIST)
-    tests = results["tests"]
-    assert {t["strategy"] for t in tests} == set(STRATEGY_LIST) - {"none"}
-    assert all(t["pairs"] == 1 for t in tests)        # one seed x one fold
-    assert results["verdicts"][0].startswith("Overall: not testable")
-    assert len(results["verdicts"]) == 3 and all("binary-24h / deit" in v for v in results["verdicts"][1:])
+    comparisons = results["comparisons"]
+    assert {c["strategy"] for c in comparisons} == set(STRATEGY_LIST) - {"none"}
+    assert all(c["n_pairs"] + c["collapsed_pairs"] == 1 and c["p_value"] is None for c in comparisons)
+    assert results["verdicts"][0].startswith("Not testable")
+    assert all("deit on binary-24h" in v for v in results["verdicts"][1:])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["units"] == 1 and summary["verdict"] == results["verdicts"][0]
+    assert all(v["p_holm"] is None for v in summary["strategies"].values())
     assert "floor: persistence" in report and "floor: logistic" in report
     assert "collapsed" in report.lower()
     assert results["costs"]["generation"]["CPU"] > 0
@@ -392,37 +395,30 @@ def _fake(strategy: str, n: int, seed: int, fold: str, tss: float) -> dict:
                      "seed": seed, "fold": fold, "set_index": 0}, "metrics": {"tss": tss}}
 
 
-def test_paired_tests_and_verdicts_follow_the_numbers():
-    from forecasting.ablation_report import (
-        _overall,
-        _verdict_line,
-        aggregate,
-        paired_tests,
-    )
-    units = [(s, f) for s in range(3) for f in ("f1", "f2")]
+def test_statistics_and_verdicts_follow_the_numbers():
+    from forecasting.ablation_report import _overall, summary_json
+    from forecasting.ablation_stats import compare, units_table
+    units = [(s, f) for s in range(3) for f in ("f1", "f2", "f3", "f4")]   # 12 (fold, seed) pairs
     rng = np.random.default_rng(0)
     base = {u: 0.2 + 0.05 * rng.standard_normal() for u in units}
     results = [_fake("none", 0, s, f, base[(s, f)]) for s, f in units]
-    results += [_fake("synthetic", 100, s, f, base[(s, f)] + 0.1 + 0.01 * i)
+    results += [_fake("synthetic", 100, s, f, base[(s, f)] + 0.1 + 0.05 * i / 11)
                 for i, (s, f) in enumerate(units)]
     results += [_fake("classical-gentle", 0, s, f, base[(s, f)] - 0.02 * (i % 2))
                 for i, (s, f) in enumerate(units)]
-    rows = aggregate(results, ["tss"])
-    tests = paired_tests(results, rows, ["tss"])
-    syn = next(t for t in tests if t["strategy"] == "synthetic")
-    assert syn["pairs"] == 6 and syn["mean_diff"] == pytest.approx(0.125) and syn["t_p"] < 1e-4
-    outcome, line = _verdict_line(tests, rows, "binary-24h", "deit", "tss", ["synthetic"])
-    assert outcome == "helps" and "synthetic N=100 (+0.125" in line and "beats" in line
-    # the same data with the synthetic gain removed is a negative result
+    comparisons = compare(units_table(results, ["tss"]), ["tss"])
+    syn = next(c for c in comparisons if c.strategy == "synthetic")
+    assert syn.n_pairs == 12 and syn.mean_diff == pytest.approx(0.125) and syn.significant
+    overall = _overall(comparisons, ["synthetic"])
+    assert overall.startswith("Synthetic minority frames help in 1 of 1 tested comparisons")
+    assert summary_json(comparisons, "tss", overall)["strategies"]["synthetic N=100"]["significant"]
+    # the same data with the synthetic gain removed: no detectable effect
     flat = [r if r["cell"]["strategy"] != "synthetic" else
             _fake("synthetic", 100, r["cell"]["seed"], r["cell"]["fold"],
                   base[(r["cell"]["seed"], r["cell"]["fold"])] + (0.01 if r["cell"]["seed"] else -0.01))
             for r in results]
-    rows = aggregate(flat, ["tss"])
-    outcome, line = _verdict_line(paired_tests(flat, rows, ["tss"]), rows, "binary-24h", "deit",
-                                  "tss", ["synthetic"])
-    assert outcome == "no-gain" and "negative result" in line
-    assert _overall([outcome], 2).startswith("Overall: a negative result")
+    comparisons = compare(units_table(flat, ["tss"]), ["tss"])
+    assert _overall(comparisons, ["synthetic"]).startswith("No detectable effect")
 
 
 def test_ablation_cells_and_forecast_cv_score_identically(workdir):

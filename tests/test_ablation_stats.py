@@ -23,7 +23,7 @@ def cells(shift: float, folds: int, seeds: int, rng: np.random.Generator, collap
 
 
 def test_a_known_shift_is_found_with_a_ci_around_it():
-    (c,) = compare(cells(0.10, 3, 5, np.random.default_rng(0)), "tss")
+    (c,) = compare(cells(0.10, 3, 5, np.random.default_rng(0)), ["tss"])
     assert c.n_pairs == 15 and c.mean_diff == pytest.approx(0.10, abs=0.01)
     assert c.ci95[0] < 0.10 < c.ci95[1] and c.ci95[0] > 0.08 and c.ci95[1] < 0.12
     assert c.p_value < 0.001 and c.significant
@@ -31,13 +31,13 @@ def test_a_known_shift_is_found_with_a_ci_around_it():
 
 
 def test_no_shift_is_no_detectable_effect():
-    (c,) = compare(cells(0.0, 3, 5, np.random.default_rng(1)), "tss")
+    (c,) = compare(cells(0.0, 3, 5, np.random.default_rng(1)), ["tss"])
     assert c.ci95[0] < 0 < c.ci95[1] and not c.significant
     assert "no detectable effect" in verdict(c)
 
 
 def test_two_pairs_give_no_p_value():
-    (c,) = compare(cells(0.2, 1, 2, np.random.default_rng(2)), "tss")
+    (c,) = compare(cells(0.2, 1, 2, np.random.default_rng(2)), ["tss"])
     assert c.n_pairs == 2 and c.p_value is None and c.p_holm is None and not c.significant
     assert "no p-value (2 pairs < 5)" in verdict(c)
     assert wilcoxon_p(np.ones(MIN_PAIRS - 1)) is None and wilcoxon_p(np.ones(MIN_PAIRS)) is not None
@@ -52,7 +52,7 @@ def test_holm_matches_a_hand_computation():
 
 def test_collapsed_pairs_are_left_out_and_counted():
     table = cells(0.1, 3, 5, np.random.default_rng(3), collapsed={(0, 0), (1, 2)})
-    (c,) = compare(table, "tss")
+    (c,) = compare(table, ["tss"])
     assert c.n_pairs == 13 and c.collapsed_pairs == 2
     assert "2 collapsed pairs left out" in verdict(c)
 
@@ -60,3 +60,12 @@ def test_collapsed_pairs_are_left_out_and_counted():
 def test_bootstrap_ci_edge_cases():
     assert bootstrap_ci(np.array([0.1])) is None
     assert bootstrap_ci(np.array([0.2, 0.2, 0.2])) == (0.2, 0.2)
+
+
+def test_holm_runs_across_metrics_and_strategies():
+    table = cells(0.10, 3, 5, np.random.default_rng(4))
+    table["hss"] = table["tss"] * 0.5
+    comparisons = compare(table, ["tss", "hss"])
+    assert len(comparisons) == 2
+    raw = [c.p_value for c in comparisons]
+    assert [c.p_holm for c in comparisons] == pytest.approx(holm(raw))
