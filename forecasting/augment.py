@@ -143,8 +143,9 @@ class SyntheticSamples(Dataset):
 
     For a sequence model (`history` > 1) each frame becomes a history:
         latest  the frame replaces the last frame of a real training history of the same target
-                class (`real`, a SequenceDataset; any class when none has it), so the history
-                keeps real temporal evolution and ends in the generated frame;
+                class (`real`, a SequenceDataset), so the history keeps real temporal evolution
+                and ends in the generated frame; a class with no real history to host it is an
+                error (a history of another class would teach the wrong label);
         repeat  the frame held constant over the whole history (a static sun).
     """
 
@@ -162,7 +163,6 @@ class SyntheticSamples(Dataset):
         self.targets = np.asarray(targets, dtype=int)
         self.history, self.mode, self.real = history, mode, real
         self.hosts = np.zeros(len(frames), dtype=int)
-        self.hosts_other_class = 0
         if history > 1 and mode == "latest":
             real_targets = np.asarray(real.targets)
             rng = np.random.default_rng(seed)
@@ -170,8 +170,9 @@ class SyntheticSamples(Dataset):
                 mine = np.flatnonzero(self.targets == c)
                 pool = np.flatnonzero(real_targets == c)
                 if len(pool) == 0:
-                    pool = np.arange(len(real_targets))
-                    self.hosts_other_class += len(mine)
+                    raise AugmentError(f"{len(mine)} synthetic frames of target class {c} have no real "
+                                       f"training history of that class to end; use "
+                                       f"sequence_synthetic: repeat, or leave the class out")
                 self.hosts[mine] = np.resize(rng.permutation(pool), len(mine))
 
     def __len__(self) -> int:

@@ -443,3 +443,21 @@ def test_ablation_cells_and_forecast_cv_score_identically(workdir):
         assert report["scores"]["confusion_matrix"] == cell["scores"]["confusion_matrix"]
         assert report["scores"]["brier_ge_m"] == cell["scores"]["brier_ge_m"]
         assert cv["folds"]["t1"]["tss_ge_m"] == pytest.approx(cell["metrics"]["tss"], nan_ok=True)
+
+
+def test_synthetic_history_of_a_class_without_real_hosts_is_an_error():
+    from forecasting.augment import AugmentError
+
+    class Real(torch.utils.data.Dataset):
+        targets = np.array([0, 0, 0])
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, k):
+            return torch.zeros(4, 1, 8, 8), torch.tensor(0)
+
+    frames = np.zeros((2, 1, 8, 8), np.float32)
+    SyntheticSamples(frames, np.array([0, 0]), history=4, mode="latest", real=Real())
+    with pytest.raises(AugmentError, match="target class 1 have no real training history"):
+        SyntheticSamples(frames, np.array([1, 1]), history=4, mode="latest", real=Real())
