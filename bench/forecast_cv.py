@@ -36,7 +36,7 @@ from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
 
 from forecasting.evaluate import cross_validate  # noqa: E402
 from forecasting.floors import FLOORS  # noqa: E402
-from forecasting.train import load_forecast_config  # noqa: E402
+from forecasting.config import load_forecast_config  # noqa: E402
 from solargen import io  # noqa: E402
 from solargen.data.dataset import load_dataset  # noqa: E402
 from solargen.data.splits import load_folds  # noqa: E402

@@ -45,7 +45,9 @@ from forecasting.evaluate import forecast_samples
 from forecasting.floors import FLOORS
 from forecasting.models import DEFAULT_HISTORY, MODELS, build_model
 from forecasting.tasks import get_task, part_samples
-from forecasting.train import FoldData, ForecastConfig, fit, load_checkpoint
+from forecasting.config import ForecastConfig
+from forecasting.fold_data import FoldData
+from forecasting.train import fit, load_checkpoint
 from solargen import io
 from solargen.config import config_path, load_config, parse_yaml
 from solargen.data.dataset import load_dataset

@@ -30,7 +30,7 @@ from forecasting.ablation import (STATE_FILE, AblationConfig, AblationError, Cel
                                   run_cell)
 from forecasting.augment import get_strategy
 from forecasting.tasks import get_task
-from forecasting.train import FoldData, prepare_data
+from forecasting.fold_data import FoldData, prepare_data
 from solargen import io
 from solargen.data.dataset import load_dataset
 from solargen.data.splits import load_folds

@@ -92,7 +92,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_config(args: argparse.Namespace):
-    from forecasting.train import load_forecast_config
+    from forecasting.config import load_forecast_config
     return load_forecast_config(args.config, [*flag_overrides(args, _TRAIN_FLAGS), *args.set])
 
 

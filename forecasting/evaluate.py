@@ -34,8 +34,9 @@ from forecasting import floors, metrics  # noqa: E402
 from forecasting.augment import Transformed  # noqa: E402
 from forecasting.decision import decide  # noqa: E402
 from forecasting.tasks import Samples, get_task, make_dataset, part_samples, select_samples  # noqa: E402
-from forecasting.train import (ENCODER_DIR, CheckpointError, FluxPlane, ForecastConfig,  # noqa: E402
-                               FrameMap, load_checkpoint, materialise, predict, train)
+from forecasting.config import CheckpointError, ForecastConfig  # noqa: E402
+from forecasting.fold_data import FluxPlane, FrameMap, materialise  # noqa: E402
+from forecasting.train import ENCODER_DIR, load_checkpoint, predict, train  # noqa: E402
 from solargen import io  # noqa: E402
 from solargen.data.dataset import Normalisation, SolarDataset, load_dataset  # noqa: E402
 from solargen.data.splits import Fold  # noqa: E402

@@ -13,7 +13,7 @@ inputs of the final linear `head` (the penultimate features the influence-balanc
 
 Single-frame models take (B, C, H, W); sequence models take (B, T, C, H, W), or, with
 `embedding_dim` > 0, (B, T, F) per-frame embeddings of a trained frame model (the `features` of a
-frame forecaster, computed once by the trainer: see forecasting.train.materialise).
+frame forecaster, computed once by the trainer: see forecasting.fold_data.materialise).
 """
 from __future__ import annotations
 

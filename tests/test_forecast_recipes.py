@@ -15,7 +15,8 @@ from forecasting.decision import choose_thresholds, decide, event_probabilities,
 from forecasting.evaluate import evaluate_checkpoint
 from forecasting.losses import Distillation, ForecastLoss, LossConfig
 from forecasting.models import build_model
-from forecasting.train import CheckpointError, ForecastConfig, load_checkpoint, logit_shift, train
+from forecasting.config import CheckpointError, ForecastConfig
+from forecasting.train import load_checkpoint, logit_shift, train
 from solargen.data.dataset import write_dataset
 
 FOLDS_YAML = """gap_hours: 72
@@ -216,7 +217,7 @@ def test_teacher_and_encoder_chain_through_the_trainer(blocks, tmp_path):
 
 def test_flux_input_adds_the_goes_flux_known_at_issue_time(blocks, tmp_path):
     from forecasting.tasks import get_task, make_dataset, select_samples
-    from forecasting.train import FluxPlane
+    from forecasting.fold_data import FluxPlane
     ds, _ = blocks
     samples = select_samples(ds, get_task("binary-24h"))
     with_flux = FluxPlane(ds, make_dataset(ds, samples, 1))

@@ -12,7 +12,8 @@ import torch
 from forecasting import train as train_mod
 from forecasting.losses import LossConfig, NonFiniteLossError
 from forecasting.tasks import get_task, make_dataset, part_samples, select_samples, used_frames
-from forecasting.train import ForecastConfig, train
+from forecasting.config import ForecastConfig
+from forecasting.train import train
 from solargen.application.cli import main as solargen_main
 from solargen.data.dataset import write_dataset
 from solargen.data.splits import SplitError, check_no_leakage, load_folds
