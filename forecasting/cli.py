@@ -119,7 +119,9 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_cv(args: argparse.Namespace) -> int:
-    from forecasting.evaluate import cross_validate
+    from accelerate import PartialState
+
+    from forecasting.evaluate import cross_validate, format_cv_table
     from solargen.data.splits import load_folds
 
     config = resolve_config(args)
@@ -130,8 +132,9 @@ def _run_cv(args: argparse.Namespace) -> int:
         print(f"folds: {names}")
         return 0
     _check_required(config)
-    cross_validate(config, names, with_floors=not args.no_floors)
-    print((Path(config.out) / "cv.md").read_text())
+    summary = cross_validate(config, names, with_floors=not args.no_floors)
+    if PartialState().is_main_process:            # under accelerate launch: one table
+        print(format_cv_table(summary, config))
     return 0
 
 
