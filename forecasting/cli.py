@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from forecasting.floors import FLOORS
+from forecasting.floors import SKLEARN_MODELS
 from forecasting.losses import CLASS_WEIGHTINGS, LOSSES
 from forecasting.models import MODELS
 from forecasting.tasks import TASKS
@@ -62,7 +62,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, "forecaster (configs/forecast/*.yaml)")
     p.add_argument("--data", type=Path, help="dataset directory")
     p.add_argument("--out", type=Path, help="output (checkpoint) directory")
-    p.add_argument("--model", choices=sorted([*MODELS, *FLOORS]),
+    p.add_argument("--model", choices=sorted([*MODELS, *SKLEARN_MODELS]),
                    help="a deep model or a classical floor (climatology, persistence, logistic)")
     p.add_argument("--size", help="named model size (cpu, deit-ti, vit-b16, base, imagenet)")
     p.add_argument("--task", choices=sorted(TASKS))

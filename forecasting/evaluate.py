@@ -6,7 +6,8 @@
                         thresholds saved with the checkpoint (chosen on validation data);
                         `collapsed` when it is one class for every sample; samples used and
                         excluded
-    probabilities.csv   one row per sample: t_obs, frame index, observed class, forecast, p_<class>
+    probabilities.csv   one row per sample: t_obs, frame index, observed class, forecast, p_<class>,
+                        the event (>= M; eruptive for the eruptive tasks) observed and its probability
     confusion.png       the contingency table
     reliability.png     reliability diagram for >= M (10 bins) with the forecast histogram
     attention.png       attention rollout heat maps over the input frame (ViT models only)
@@ -64,7 +65,8 @@ def forecast_samples(checkpoint: str | Path, meta: dict[str, Any], model: Any, d
     `forecast cv` and the ablation cells."""
     frame_map = _renormaliser(meta, ds.meta["normalisation"])
     if meta["kind"] == "floor":
-        x = floors.features(meta["model"], ds, samples.indices, frame_map)
+        x = floors.features(meta["model"], ds, samples.indices, frame_map,
+                            label_column=get_task(meta["task"]).column)
         probs = floors.predict_proba(model, x, len(meta["classes"]))
     else:
         encoder = load_checkpoint(Path(checkpoint) / ENCODER_DIR)[1] if meta.get("encoder") else None
@@ -143,7 +145,8 @@ def _write_probabilities(path: Path, ds, indices, targets, probs, forecast, task
                           "forecast": [task.classes[k] for k in forecast]})
     for k, name in enumerate(task.classes):
         table[f"p_{name}"] = probs[:, k]
-    table[">=M probability"] = probs[:, task.event_class:].sum(axis=1)
+    table["event observed"] = np.asarray(targets) >= task.event_class   # >= M, or eruptive
+    table["event probability"] = probs[:, task.event_class:].sum(axis=1)
     io.write_text(path, table.to_csv(index=False))
 
 
@@ -244,7 +247,7 @@ def cross_validate(config: ForecastConfig, fold_names: list[str],
     into <out>/floors/<floor>/<fold>; write cv.json and cv.md (mean ± std, floors beside)."""
     out = Path(config.out)
     summary = {"config": dataclasses.asdict(config), **_aggregate(_fold_rows(config, fold_names))}
-    if with_floors and config.model not in floors.FLOORS:
+    if with_floors and config.model not in floors.SKLEARN_MODELS:
         summary["floors"] = {
             floor: _aggregate(_fold_rows(dataclasses.replace(
                 config, model=floor, history=1, model_overrides={},

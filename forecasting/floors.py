@@ -11,6 +11,12 @@
                  mean, 99th percentile, bright-pixel fraction); thresholds chosen on
                  the validation window like the deep models
 
+and, for the eruptive tasks only, an upper-bound REFERENCE that is not a forecaster:
+
+    flare-oracle logistic regression on log10 GOES peak flux and log10 duration of the flare the
+                 label is about, which nobody knows at issue time (big, long flares are more often
+                 eruptive); thresholds chosen on the training data
+
 Each is an sklearn estimator saved with joblib (`model/floor.joblib`).
 """
 from __future__ import annotations
@@ -32,9 +38,12 @@ from solargen.data.dataset import SolarDataset
 from solargen.errors import SolargenError
 
 FLOORS = ("climatology", "persistence", "logistic")
+REFERENCES = ("flare-oracle",)
+SKLEARN_MODELS = FLOORS + REFERENCES       # fitted, saved and scored by the floor path
 FLOOR_FILE = "floor.joblib"
 # where each floor's decision thresholds are chosen
-THRESHOLDS_CHOSEN_ON = {"climatology": "train", "persistence": "train", "logistic": "val"}
+THRESHOLDS_CHOSEN_ON = {"climatology": "train", "persistence": "train", "logistic": "val",
+                        "flare-oracle": "train"}
 
 
 def goes_flux_at_issue(ds: SolarDataset) -> np.ndarray:
@@ -50,9 +59,18 @@ def goes_flux_at_issue(ds: SolarDataset) -> np.ndarray:
 
 
 def features(name: str, ds: SolarDataset, indices: np.ndarray,
-             frame_map: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-    """The inputs of floor `name` for the samples ending at frames `indices`."""
+             frame_map: Callable[[np.ndarray], np.ndarray] | None = None,
+             label_column: str = "") -> np.ndarray:
+    """The inputs of floor `name` for the samples ending at frames `indices` (`label_column`: the
+    task's target column, which the flare-oracle reference reads its flare from)."""
     indices = np.asarray(indices, dtype=int)
+    if name == "flare-oracle":
+        needed = [f"{label_column}_peak_flux", f"{label_column}_duration_min"]
+        if not label_column.startswith("eruptive") or not set(needed) <= set(ds.labels):
+            raise SolargenError(f"flare-oracle is a reference for the eruptive tasks only (needs "
+                                f"labels columns {needed}; rebuild with --flares and --cmes)")
+        values = ds.labels[needed].to_numpy(float)[indices]
+        return np.log10(np.maximum(values, [1e-9, 1.0]))
     if name == "climatology":
         return np.zeros((len(indices), 1))
     if name == "persistence":
@@ -62,7 +80,7 @@ def features(name: str, ds: SolarDataset, indices: np.ndarray,
         frames = frame_map(frames) if frame_map else frames
         return np.concatenate([frame_statistics(torch.from_numpy(np.ascontiguousarray(chunk))).numpy()
                                for chunk in np.array_split(frames, max(1, len(frames) // 512))])
-    raise SolargenError(f"unknown floor {name!r}; choose one of {FLOORS}")
+    raise SolargenError(f"unknown floor {name!r}; choose one of {SKLEARN_MODELS}")
 
 
 def build_floor(name: str, overrides: dict[str, Any]) -> Any:
@@ -70,10 +88,12 @@ def build_floor(name: str, overrides: dict[str, Any]) -> Any:
         return DummyClassifier(strategy="prior")
     if name == "persistence":
         return LogisticRegression(max_iter=1000)
+    if name == "flare-oracle":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     if name == "logistic":
         c = float(overrides.get("C", 1.0))
         return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-    raise SolargenError(f"unknown floor {name!r}; choose one of {FLOORS}")
+    raise SolargenError(f"unknown floor {name!r}; choose one of {SKLEARN_MODELS}")
 
 
 def predict_proba(estimator: Any, x: np.ndarray, num_classes: int) -> np.ndarray:

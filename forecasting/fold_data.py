@@ -135,7 +135,7 @@ class FoldData:
 
 def model_names() -> list[str]:
     """Every forecaster name: the deep models and the classical floors."""
-    return sorted([*MODELS, *floors.FLOORS])
+    return sorted([*MODELS, *floors.SKLEARN_MODELS])
 
 
 def prepare_data(config: ForecastConfig) -> FoldData:
@@ -149,7 +149,7 @@ def prepare_data(config: ForecastConfig) -> FoldData:
     if config.model not in model_names():
         raise SolargenError(f"unknown model {config.model!r}; choose one of {model_names()}")
     history = config.history or DEFAULT_HISTORY.get(config.model, 1)
-    if config.model in floors.FLOORS:
+    if config.model in floors.SKLEARN_MODELS:
         if history != 1:
             raise SolargenError(f"floor {config.model} reads the latest frame only; got history={history}")
     elif MODELS[config.model].sequence != (history > 1):

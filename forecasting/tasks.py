@@ -7,6 +7,10 @@
     4class-72h        the same within 72 h
     frame-class       GOES class A/B/C/M/X of the frame itself (the HEK flare whose peak matched
                       the frame): the reference DDPM paper's classification experiment
+    eruptive-24h      will the >= M flare peaking within 24 h be eruptive (CME-associated) or
+                      confined? Frames before no >= M flare are not samples (the ViT+LSTM paper's
+                      task; the event class is 'eruptive', reported in the >= M metric slots)
+    eruptive-24h-c    the same for >= C flares
 
 Targets come from the labels table (max_class_24h / max_class_72h). Frames whose target is
 missing, or whose frame is stale (a repeat of the previous hour), are excluded and counted.
@@ -23,6 +27,7 @@ from torch.utils.data import Dataset
 
 from solargen.data.dataset import SolarDataset
 from solargen.data.goes import GOES_CLASSES
+from solargen.data.labels import ERUPTIVE_CLASSES, eruptive_column
 from solargen.data.splits import Fold
 from solargen.data.torchdata import FrameDataset, SequenceDataset
 from solargen.errors import SolargenError
@@ -44,6 +49,8 @@ class Task:
     horizon_hours: int
     classes: tuple[str, ...]
     daily: bool = False
+    missing: str = "target missing"         # why a frame without a target is not a sample
+    rebuild: str = "`solargen data build`"  # how to get the task's label column
 
     @property
     def num_classes(self) -> int:
@@ -72,12 +79,24 @@ class FrameClassTask(Task):
         return letters.map({c: i for i, c in enumerate(self.classes)}).fillna(-1).to_numpy(dtype=int)
 
 
+@dataclass(frozen=True)
+class EruptiveTask(Task):
+    """Targets are 'confined' (0) / 'eruptive' (1) labels of the flare ahead (labels.py)."""
+
+    def encode(self, letters: pd.Series) -> np.ndarray:
+        return letters.map({c: i for i, c in enumerate(self.classes)}).fillna(-1).to_numpy(dtype=int)
+
+
 TASKS: dict[str, Task] = {
     "binary-24h": Task("binary-24h", "max_class_24h", 24, BINARY_CLASSES),
     "binary-24h-daily": Task("binary-24h-daily", "max_class_24h", 24, BINARY_CLASSES, daily=True),
     "4class-24h": Task("4class-24h", "max_class_24h", 24, FOUR_CLASSES),
     "4class-72h": Task("4class-72h", "max_class_72h", 72, FOUR_CLASSES),
     "frame-class": FrameClassTask("frame-class", "peak_class", 0, GOES_CLASSES),
+    **{name: EruptiveTask(name, eruptive_column(letter, 24), 24, ERUPTIVE_CLASSES,
+                          missing=f"no >= {letter} flare peaks within 24 h",
+                          rebuild="`solargen data build --flares ... --cmes ...`")
+       for name, letter in (("eruptive-24h", "M"), ("eruptive-24h-c", "C"))},
 }
 
 
@@ -115,12 +134,12 @@ def select_samples(ds: SolarDataset, task: Task, candidates: np.ndarray | None =
     """Usable samples of `task` among `candidates` (default: every frame)."""
     if task.column not in ds.labels:
         raise TaskError(f"{ds.root}: labels table has no {task.column!r} column (needed by task "
-                        f"{task.name}); rebuild the dataset with `solargen data build`")
+                        f"{task.name}); rebuild the dataset with {task.rebuild}")
     idx = np.arange(len(ds)) if candidates is None else np.asarray(candidates, dtype=int)
     excluded: dict[str, int] = {}
     targets = task.encode(ds.labels[task.column].iloc[idx])
     missing = targets < 0
-    excluded["target missing"] = int(missing.sum())
+    excluded[task.missing] = int(missing.sum())
     keep = ~missing
     if "stale" in ds.labels:
         stale = ds.labels["stale"].to_numpy(bool)[idx] & keep

@@ -194,7 +194,7 @@ def _checkpoint_meta(config: ForecastConfig, prep: FoldData) -> dict[str, Any]:
     ds, task, fold = prep.ds, prep.task, prep.fold
     return {
         "format_version": FORMAT_VERSION,
-        "kind": "floor" if config.model in floors.FLOORS else "deep",
+        "kind": "floor" if config.model in floors.SKLEARN_MODELS else "deep",
         "task": task.name, "model": config.model, "size": config.size, "history": prep.history,
         "cadence_hours": config.cadence_hours, "classes": list(task.classes),
         "event_class": task.event_class, "horizon_hours": task.horizon_hours,
@@ -436,7 +436,7 @@ def fit(config: ForecastConfig, prep: FoldData, out: Path, train_set: Dataset | 
                                  ("augment", config.augment, AUGMENTS)):
         if value not in allowed:
             raise SolargenError(f"unknown {name} {value!r}; choose one of {allowed}")
-    if config.model in floors.FLOORS:
+    if config.model in floors.SKLEARN_MODELS:
         return fit_floor(config, prep, out)
     return fit_deep(config, prep, out, train_set, sample_weights)
 
@@ -444,7 +444,8 @@ def fit(config: ForecastConfig, prep: FoldData, out: Path, train_set: Dataset | 
 def fit_floor(config: ForecastConfig, prep: FoldData, out: Path) -> dict[str, Any]:
     """Fit a classical floor on the training samples; thresholds on train or val (floors.py)."""
     ds, task = prep.ds, prep.task
-    x = {p: floors.features(config.model, ds, s.indices) for p, s in prep.samples.items()}
+    x = {p: floors.features(config.model, ds, s.indices, label_column=task.column)
+         for p, s in prep.samples.items()}
     estimator = floors.build_floor(config.model, config.model_overrides)
     estimator.fit(x["train"], prep.samples["train"].targets)
     probs = {p: floors.predict_proba(estimator, x[p], task.num_classes) for p in ("train", "val")}

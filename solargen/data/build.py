@@ -21,7 +21,8 @@ from solargen import io
 from solargen.data.catalogs import mark_eruptive, read_cdaw, read_flares
 from solargen.data.dataset import Normalisation, SolarDataset, scale_brightness, write_dataset
 from solargen.data.goes import GOES_CLASSES, read_goes
-from solargen.data.labels import HORIZONS_HOURS, label_frames
+from solargen.data.labels import (ERUPTIVE_MIN_CLASSES, HORIZONS_HOURS, eruptive_before_peak,
+                                  eruptive_counts, label_frames)
 from solargen.data.sources import FrameError, area_resize, open_source
 from solargen.data.splits import load_folds
 from solargen.errors import SolargenError
@@ -141,6 +142,12 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
     labels["origin"] = [source.origin(i) for i in kept]
     if events is not None and "eruptive" in events:
         labels["peak_eruptive"] = _peak_eruptive(labels, events)
+        for letter in ERUPTIVE_MIN_CLASSES:
+            for name, values in eruptive_before_peak(kept_times, events, letter).items():
+                labels[name] = values.array
+        eruptive = eruptive_counts(labels, events)
+    else:
+        eruptive = {}
 
     meta = {
         "source": source.description,
@@ -152,6 +159,7 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True) -
         "synthetic": False,
         "classes": list(GOES_CLASSES),
         "label_rules": counts,
+        "eruptive_rules": eruptive,
         "goes_file": str(config.goes),
         "goes_coverage": [goes.index[0], goes.index[-1]],
         "flare_catalogue": str(config.flares) if config.flares else None,
@@ -209,6 +217,22 @@ def render_report(meta: dict, labels: pd.DataFrame) -> str:
                       f"the time range; {peak['frames_matched']} frames took a flare's class "
                       f"(tolerance {peak['tolerance_min']} min after the peak). With hourly frames "
                       "most flares peak more than the tolerance before the next frame."]
+    if meta.get("eruptive_rules"):
+        lines += ["", "## Eruptive / confined labels", "",
+                  "A flare is eruptive when a CDAW CME first appears in LASCO C2 between 30 min before "
+                  "its start and 90 min after its peak, on its side of the Sun (a halo CME, or a "
+                  "central position angle within half the CME width + 45 deg of the flare's; the "
+                  "angle test is skipped for flares within 0.3 solar radii of disk centre or without "
+                  "a location). Every frame in the 24 h before the peak of such a flare takes its "
+                  "label; the eruptive label wins overlaps.", "",
+                  "| column | minimum class | flares eruptive | flares confined | frames eruptive | "
+                  "frames confined |", "|---|---|---|---|---|---|"]
+        for column, info in meta["eruptive_rules"].items():
+            lines.append(f"| {column} | {info['min_class']} | {info['flares']['eruptive']} | "
+                         f"{info['flares']['confined']} | {info['frames']['eruptive']} | "
+                         f"{info['frames']['confined']} |")
+        lines += ["", "One year gives tens (>= M) to a few hundred (>= C) flares: per-fold counts are "
+                      "small and confidence intervals on eruptive-task skill scores are wide."]
     lines += ["", "A `max_class_<h>h` label is missing where the window runs past the end of the "
                   "GOES series or has no valid sample; `goes_class` is missing where no valid "
                   "sample lies within the window (floor and fill values are missing data)."]

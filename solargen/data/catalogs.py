@@ -10,6 +10,7 @@ Event table columns (one row per flare, sorted by peak):
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,9 @@ from solargen.errors import SolargenError
 EVENT_COLUMNS = ("start", "peak", "end", "goes_class", "peak_flux", "location", "noaa_ar", "source")
 HEK_COLUMNS = ("GEV_START", "GEV_PEAK", "GEV_END", "GOES_CLASS")
 SWPC_COLUMNS = ("date", "start_time", "max_time", "end_time", "goes_class")
+
+
+_LOCATION = re.compile(r"^([NS])(\d+(?:\.\d+)?)([EW])(\d+(?:\.\d+)?)$")
 
 
 class CatalogError(SolargenError):
@@ -145,7 +149,8 @@ def read_flares(path: str | Path) -> pd.DataFrame:
 
 
 def read_cdaw(path: str | Path) -> pd.DataFrame:
-    """SOHO/LASCO CDAW CME list: first C2 appearance time, central PA, width, linear speed."""
+    """SOHO/LASCO CDAW CME list: first C2 appearance time, central position angle (NaN for halo
+    CMEs, whose `halo` flag is set), width, linear speed."""
     path = Path(path)
     raw = _read_csv(path)
     if "time_c2" in raw:
@@ -159,15 +164,49 @@ def read_cdaw(path: str | Path) -> pd.DataFrame:
         raise CatalogError(f"{path}: no readable CME times")
     width = raw["width"].str.extract(r"(\d+)")[0].astype(float) if "width" in raw else np.nan
     speed = pd.to_numeric(raw.get("linear_speed"), errors="coerce")
-    cmes = pd.DataFrame({"time": t, "width": width, "linear_speed": speed}).dropna(subset=["time"])
+    cpa = raw.get("central_pa", pd.Series("", index=raw.index)).str.strip()
+    halo = cpa.str.lower().eq("halo") | (pd.Series(width, index=raw.index) >= 360)
+    cmes = pd.DataFrame({"time": t, "central_pa": pd.to_numeric(cpa, errors="coerce"),
+                         "halo": halo, "width": width, "linear_speed": speed}).dropna(subset=["time"])
     return cmes.sort_values("time").reset_index(drop=True)
 
 
+def position_angle(location: object) -> tuple[float, float]:
+    """(position angle in degrees counter-clockwise from solar north through east, distance from
+    disk centre in solar radii) of a heliographic location such as 'S17E81'; NaNs if unreadable."""
+    match = _LOCATION.match(str(location))
+    if match is None:
+        return float("nan"), float("nan")
+    ns, lat, ew, lon = match.groups()
+    lat = np.radians(float(lat) * (1 if ns == "N" else -1))
+    lon = np.radians(float(lon) * (1 if ew == "W" else -1))
+    x, y = np.sin(lon) * np.cos(lat), np.sin(lat)          # on the disk, solar radii, west / north
+    return float(np.degrees(np.arctan2(-x, y)) % 360.0), float(np.hypot(x, y))
+
+
 def mark_eruptive(events: pd.DataFrame, cmes: pd.DataFrame, before_min: float = 30,
-                  after_min: float = 90) -> pd.Series:
+                  after_min: float = 90, pa_tolerance_deg: float | None = 45.0,
+                  pa_min_radius: float = 0.3) -> pd.Series:
     """True where a CME first appears in LASCO C2 between `before_min` before the flare start and
-    `after_min` after its peak (the usual temporal association window); False = confined."""
-    t = cmes["time"].sort_values().to_numpy()
+    `after_min` after its peak (the usual temporal association window) and, with
+    `pa_tolerance_deg`, lies on the flare's side of the Sun: a halo CME, or a central position
+    angle within half the CME width + `pa_tolerance_deg` of the flare's position angle. The angle
+    test applies only to flares with a location at least `pa_min_radius` from disk centre (nearer
+    centre the projected angle says little); False = confined."""
+    cmes = cmes.sort_values("time")
+    t = cmes["time"].to_numpy()
     lo = np.searchsorted(t, (events["start"] - pd.Timedelta(minutes=before_min)).to_numpy())
     hi = np.searchsorted(t, (events["peak"] + pd.Timedelta(minutes=after_min)).to_numpy(), "right")
-    return pd.Series(hi > lo, index=events.index, name="eruptive")
+    flags = hi > lo
+    if pa_tolerance_deg is not None and "central_pa" in cmes:
+        cpa, width = cmes["central_pa"].to_numpy(float), cmes["width"].to_numpy(float)
+        halo = cmes["halo"].to_numpy(bool)
+        for k in np.flatnonzero(flags):
+            pa, radius = position_angle(events["location"].iloc[k])
+            if not (np.isfinite(pa) and radius >= pa_min_radius):
+                continue
+            window = slice(lo[k], hi[k])
+            off = np.abs((cpa[window] - pa + 180.0) % 360.0 - 180.0)
+            reach = np.nan_to_num(width[window], nan=0.0) / 2 + pa_tolerance_deg
+            flags[k] = bool((halo[window] | (off <= reach)).any())
+    return pd.Series(flags, index=events.index, name="eruptive")

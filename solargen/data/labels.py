@@ -11,13 +11,18 @@ a frame is never given a wrong label to fill a gap.
                     (7 min in the paper); a frame hit by several flares takes the largest.
 - `max_in_next`:    largest 1-8 A flux in [t_obs, t_obs + horizon) from the flux series. A window
                     that runs past the end of the series (or starts before it) gets no label.
+- `eruptive_before_peak`: the ViT+LSTM paper's rule: every frame in the `horizon` hours before the
+                    peak of a flare of at least a given class is labelled 'eruptive' when that
+                    flare had a CME (catalogs.mark_eruptive), else 'confined'; a frame before
+                    several such flares is 'eruptive' if any of them is (the positive class wins
+                    overlaps); frames before no such flare get no label.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from solargen.data.goes import letters_from_flux
+from solargen.data.goes import class_to_flux, letters_from_flux
 
 HORIZONS_HOURS = (24, 48, 72)
 
@@ -79,6 +84,56 @@ def peak_matched(t_obs: pd.DatetimeIndex, events: pd.DataFrame, tolerance_min: f
                 peak_time.iloc[frame] = events["peak"].iloc[k]
     return pd.DataFrame({"peak_class": letters_from_flux(flux), "peak_flux": flux,
                          "peak_time": peak_time.to_numpy()})
+
+
+ERUPTIVE_CLASSES = ("confined", "eruptive")
+ERUPTIVE_MIN_CLASSES = ("M", "C")
+
+
+def eruptive_column(min_class: str, horizon_hours: int = 24) -> str:
+    return f"eruptive_{horizon_hours}h_ge_{min_class.lower()}"
+
+
+def eruptive_before_peak(t_obs: pd.DatetimeIndex, events: pd.DataFrame, min_class: str = "M",
+                         horizon_hours: float = 24) -> pd.DataFrame:
+    """Per frame (see module doc): <column> 'eruptive' / 'confined' / None, and the peak time,
+    GOES peak flux and duration (start to end, minutes) of the flare that gave the label (the
+    nearest one among flares of the winning label): <column>_peak_time, _peak_flux,
+    _duration_min. They describe the future flare: for counting flares and for an upper-bound
+    reference only, never a forecaster input. `events` needs an `eruptive` column."""
+    t = _hours(t_obs)
+    column = eruptive_column(min_class, int(horizon_hours))
+    label = np.full(len(t), None, dtype=object)
+    flux, duration = np.full(len(t), np.nan), np.full(len(t), np.nan)
+    peak_time = np.full(len(t), np.datetime64("NaT"), dtype="datetime64[ns]")
+    chosen = events[(events["peak_flux"] >= class_to_flux(f"{min_class}1.0")) & events["eruptive"].notna()]
+    # confined first, eruptive second (an eruptive flare wins the frames it shares); within one
+    # label the latest flare first, so the nearest flare ahead of a frame is the one kept
+    for eruptive in (False, True):
+        some = chosen[chosen["eruptive"] == eruptive].sort_values("peak", ascending=False)
+        minutes = ((some["end"] - some["start"]).dt.total_seconds() / 60.0).to_numpy()
+        peaks = pd.DatetimeIndex(some["peak"]).tz_convert("UTC").tz_localize(None).to_numpy()
+        for peak, when, f, d in zip(_hours(pd.DatetimeIndex(some["peak"])), peaks,
+                                    some["peak_flux"], minutes):
+            a, b = np.searchsorted(t, peak - horizon_hours, "left"), np.searchsorted(t, peak, "left")
+            label[a:b], peak_time[a:b] = ERUPTIVE_CLASSES[int(eruptive)], when
+            flux[a:b], duration[a:b] = f, d
+    return pd.DataFrame({column: label, f"{column}_peak_time": pd.DatetimeIndex(peak_time).tz_localize("UTC"),
+                         f"{column}_peak_flux": flux, f"{column}_duration_min": duration})
+
+
+def eruptive_counts(table: pd.DataFrame, events: pd.DataFrame, horizon_hours: int = 24) -> dict:
+    """Per minimum class: flares in the time range (eruptive / confined) and labelled frames."""
+    t0, t1 = table["t_obs"].iloc[0], table["t_obs"].iloc[-1]
+    inside = events[(events["peak"] > t0) & (events["peak"] <= t1 + pd.Timedelta(hours=1))]
+    out = {}
+    for letter in ERUPTIVE_MIN_CLASSES:
+        col = eruptive_column(letter, horizon_hours)
+        flares = inside[inside["peak_flux"] >= class_to_flux(f"{letter}1.0")]["eruptive"]
+        out[col] = {"rule": "eruptive_before_peak", "min_class": letter, "horizon_hours": horizon_hours,
+                    "flares": {"eruptive": int(flares.sum()), "confined": int((~flares).sum())},
+                    "frames": {c: int((table[col] == c).sum()) for c in ERUPTIVE_CLASSES}}
+    return out
 
 
 def label_frames(t_obs: pd.DatetimeIndex, goes: pd.DataFrame, events: pd.DataFrame | None,
