@@ -119,6 +119,10 @@ def render(s: dict) -> str:
                   "machine) measure it."]
     else:
         lines += _conditioning_lines(c)
+        missing = [CONDITIONING_NAMES[k] for k in CONDITIONING_NAMES if k not in c["models"]]
+        if missing:
+            lines += ["", f"Not measured in this round: {', '.join(missing)} (the GPU-trained models "
+                          "were not kept; `bench/conditioning.py models` on a GPU, then `score`)."]
     if "gpu" in s:
         g = s["gpu"]
         gi, gd = g["fid_inception"], g["fid_domain"]
