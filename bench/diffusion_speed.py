@@ -76,6 +76,8 @@ def time_solargen(cfg: RunConfig, variant: dict | None = None) -> float:
     for key, value in (variant or {}).items():
         setattr(run.train, key, value)
     run.output_dir = f"{cfg.output_dir}-{'-'.join(f'{k}' for k in (variant or {})) or 'default'}"
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state(reset_partial_state=True)   # one process, several precisions
     result = train(run, progress=False)
     return run.train.max_steps * run.train.batch_size / result.loop_seconds
 
@@ -87,6 +89,8 @@ def time_plain(cfg: RunConfig) -> float:
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator()
     torch.manual_seed(0)
     unet = build_unet(cfg.model)
