@@ -146,8 +146,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                                  batch_size=args.batch_size, heatmaps=args.heatmaps)
     s = report["scores"]
     head = (f"GMGS {s['gmgs']:.3f}, " if "gmgs" in s else "")
-    print(f"{report['task']} on {args.data} ({s['n']} samples): {head}TSS>=M {s['ge_m']['tss']:.3f}, "
-          f"HSS>=M {s['ge_m']['hss']:.3f}, BSS>=M {s['bss_ge_m']:.3f}")
+    event = TASKS[report["task"]].event_name
+    print(f"{report['task']} on {args.data} ({s['n']} samples): {head}TSS {event} {s['ge_m']['tss']:.3f}, "
+          f"HSS {event} {s['ge_m']['hss']:.3f}, BSS {event} {s['bss_ge_m']:.3f}")
     if s["collapsed"]:
         print("COLLAPSED: the forecast is one class for every sample (a constant forecast)")
     print(f"report: {out}")

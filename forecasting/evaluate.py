@@ -190,7 +190,8 @@ def _reliability_figure(path: Path, rel: dict, bss: float, title: str) -> None:
 
 
 def _attention_figure(path: Path, model, dataset, probs, task, n: int, renorm, device) -> None:
-    """The `n` samples with the highest and lowest >= M probability, frame + rollout overlay."""
+    """The `n` samples with the highest and lowest event probability (>= M, or eruptive), frame +
+    rollout overlay."""
     event = probs[:, task.event_class:].sum(axis=1)
     order = np.argsort(event)
     picks = list(dict.fromkeys([*order[::-1][: (n + 1) // 2], *order[: n // 2]]))
@@ -201,7 +202,7 @@ def _attention_figure(path: Path, model, dataset, probs, task, n: int, renorm, d
     fig, axes = plt.subplots(2, len(picks), figsize=(2.6 * len(picks), 5.4), squeeze=False)
     for col, (i, frame, h) in enumerate(zip(picks, frames, heat)):
         axes[0, col].imshow(frame, cmap="gray", vmin=-1, vmax=1)
-        axes[0, col].set_title(f"p(>=M)={event[i]:.2f}\nobs {task.classes[int(dataset[int(i)][1])]}",
+        axes[0, col].set_title(f"p({task.event_name})={event[i]:.2f}\nobs {task.classes[int(dataset[int(i)][1])]}",
                                fontsize=8)
         axes[1, col].imshow(frame, cmap="gray", vmin=-1, vmax=1)
         axes[1, col].imshow(h, cmap="jet", alpha=0.45, vmin=0, vmax=1)

@@ -61,6 +61,12 @@ class Task:
         """Index of the first class counted as >= M."""
         return 1 if self.num_classes == 2 else 2
 
+    @property
+    def event_name(self) -> str:
+        """What the event class and those above it are called in figures and summaries."""
+        name = self.classes[self.event_class]
+        return name if self.num_classes == 2 else f">={name}"
+
     def encode(self, letters: pd.Series) -> np.ndarray:
         """Class letters A..X (None = missing) -> target indices (-1 = missing)."""
         table = _LETTER_TO_BINARY if self.num_classes == 2 else _LETTER_TO_FOUR

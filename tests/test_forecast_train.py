@@ -162,7 +162,7 @@ def test_crt_stage_and_evaluate_cli(tiny, tmp_path, capsys):
     assert np.allclose(probs[["p_<M", "p_>=M"]].sum(axis=1), 1.0, atol=1e-5)
     meta = json.loads((out / "forecast.json").read_text())
     assert report["scores"]["train_rate_ge_m"] == pytest.approx(meta["train_climatology"][1])
-    assert "TSS>=M" in capsys.readouterr().out
+    assert "TSS >=M" in capsys.readouterr().out
     # unseen data normalised differently is mapped back to the training normalisation
     other_meta = dict(ds.meta, normalisation={"scaling": "linear", "lo": [-1.0], "hi": [1.0]})
     frames = np.asarray(ds.frames[:300], np.float32) / 2 + 0.5   # same raw brightness
