@@ -38,10 +38,10 @@ def render_report(r: dict[str, Any]) -> str:
               f"- Command: `{r['provenance']['command']}` at commit {r['provenance']['git_commit']}", ""]
     lines += ["## FID (lower is better)", "",
               f"Reference: N = {n} labelled real training frames. Floor: a disjoint real set of the same N.", "",
-              "| feature space | N | generated (mean ± std over sets) | sets | real-vs-real floor |",
-              "|---|---|---|---|---|"]
+              "| view | feature space | N | generated (mean ± std over sets) | sets | real-vs-real floor |",
+              "|---|---|---|---|---|---|"]
     for name, s in r["fid"].items():
-        lines.append(f"| {s['feature_description']} | {s['n']} | {_pm(s)} | {s['n_sets']} | "
+        lines.append(f"| {name} | {s['feature_description']} | {s['n']} | {_pm(s)} | {s['n_sets']} | "
                      f"{s['floor_real_vs_real']:.4g} |")
     c = r["clusters"]
     lines += ["", f"## Cluster metrics (K = {c['k']}, {c['feature_description']})", "",
