@@ -18,10 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from conditioning import CONDITIONING_NAMES, conditioning_lines  # noqa: E402  (bench/ is this script's directory)
 from solargen import io  # noqa: E402
-
-CONDITIONING_NAMES = {"class": "class only", "flux": "flux only", "both": "class + flux",
-                      "class_latent": "class + latent"}
 
 
 def build_summary(results: Path, gpu: Path | None) -> dict:
@@ -118,7 +116,7 @@ def render(s: dict) -> str:
                   "`bench/conditioning.py models` (a GPU) then `bench/conditioning.py score` (any "
                   "machine) measure it."]
     else:
-        lines += _conditioning_lines(c)
+        lines += conditioning_lines(c)
         missing = [CONDITIONING_NAMES[k] for k in CONDITIONING_NAMES if k not in c["models"]]
         if missing:
             lines += ["", f"Not measured in this round: {', '.join(missing)} (the GPU-trained models "
@@ -134,28 +132,6 @@ def render(s: dict) -> str:
             lines.append(f"DPM-20 / DDPM-250 there: Inception {gi['dpm:20'] / gi['ddpm:250']:.2f}, domain "
                          f"{gd['dpm:20'] / gd['ddpm:250']:.2f} (floor {g['fid_floor_domain']:.2f}).")
     return "\n".join(lines) + "\n"
-
-
-def _conditioning_lines(c: dict) -> list[str]:
-    lines = ["## Is the conditioning visible", "",
-              f"A classifier (GOES class) and a flux regressor trained on {c['n_fit']} real training frames "
-              f"read each model's samples; on {c['n_held_out_real']} later real frames the classifier's recall "
-              f"per class is {', '.join(f'{k} {v:.2f}' for k, v in c['real_recall_per_class'].items())} and the "
-              f"regressor's Spearman correlation {c['real_spearman']:.2f}. Chance agreement: {c['chance']:.2f}. "
-              "Every class of a model is drawn with the same seeds, so the same-seed difference is what the "
-              "condition alone changes (mean |x(class) - x(B)| in [-1, 1] units).", "",
-              "| model | N | requested class read back | per class | Spearman(requested, read flux) | same-seed difference vs B |",
-              "|---|---|---|---|---|---|"]
-    for kind, m in c["models"].items():
-        per = ", ".join(f"{k} {v:.2f}" for k, v in m["agreement_per_class"].items())
-        rho = f"{m['spearman_flux']:.2f}" if "spearman_flux" in m else "-"
-        diff = ", ".join(f"{k} {v:.3f}" for k, v in m.get("same_seed_difference", {}).items()) or "-"
-        lines.append(f"| {CONDITIONING_NAMES.get(kind, kind)} | {m['n']} | {m['agreement']:.2f} | {per} | {rho} | {diff} |")
-    flux_rhos = {k: m["spearman_flux"] for k, m in c["models"].items() if "spearman_flux" in m}
-    if flux_rhos:
-        lines += ["", "- Flux models' Spearman >= 0.5 (target): " + ", ".join(
-            f"{CONDITIONING_NAMES.get(k, k)} {v:.2f} ({'met' if v >= 0.5 else 'missed'})" for k, v in flux_rhos.items()) + "."]
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

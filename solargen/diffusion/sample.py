@@ -252,9 +252,9 @@ def grid_labels(result: dict[str, Any]) -> list[str]:
 
 
 def save_grid(images: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "",
-              real: dict[str, np.ndarray] | None = None) -> Path:
+              real: dict[str, np.ndarray] | None = None, channel: int = 0) -> Path:
     """Rows = conditions (first-seen order), columns = samples; with `real`, that row's real
-    frames come first. Channel 0, [-1, 1] grey."""
+    frames come first. One channel, [-1, 1] grey."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -272,7 +272,7 @@ def save_grid(images: np.ndarray, labels: Sequence[str], path: str | Path, title
             ax.set_xticks([])
             ax.set_yticks([])
             if c < len(cells) and cells[c] is not None:
-                ax.imshow(cells[c][0], cmap="gray", vmin=-1, vmax=1)
+                ax.imshow(cells[c][channel], cmap="gray", vmin=-1, vmax=1)
             else:
                 ax.axis("off")
             if r == 0 and n_real:
