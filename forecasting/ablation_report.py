@@ -97,7 +97,7 @@ def _overall(comparisons: list[Comparison], synthetic_names: list[str]) -> str:
     helps = [c for c in tested if c.significant and c.mean_diff > 0]
     hurts = [c for c in tested if c.significant and c.mean_diff < 0]
     collapsed = sum(c.collapsed_pairs for c in syn)
-    tail = (f" ({len(syn)} comparisons, {len(tested)} with >= {MIN_PAIRS} (fold, seed) pairs and a "
+    tail = (f" ({len(syn)} synthetic-strategy comparisons, {len(tested)} with >= {MIN_PAIRS} (fold, seed) pairs and a "
             f"Holm-adjusted p-value; {collapsed} collapsed pairs left out)")
     if not tested:
         return ("Not testable: no comparison has the " f"{MIN_PAIRS} (fold, seed) pairs a p-value needs" + tail + ".")
