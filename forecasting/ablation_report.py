@@ -96,9 +96,12 @@ def _overall(comparisons: list[Comparison], synthetic_names: list[str]) -> str:
     tested = [c for c in syn if c.p_holm is not None]
     helps = [c for c in tested if c.significant and c.mean_diff > 0]
     hurts = [c for c in tested if c.significant and c.mean_diff < 0]
-    collapsed = sum(c.collapsed_pairs for c in syn)
+    # a collapse belongs to a cell, not to a metric: count each strategy/N row's pairs once
+    rows = [c for c in syn if c.metric == syn[0].metric]
+    collapsed = sum(c.collapsed_pairs for c in rows)
     tail = (f" ({len(syn)} synthetic-strategy comparisons, {len(tested)} with >= {MIN_PAIRS} (fold, seed) pairs and a "
-            f"Holm-adjusted p-value; {collapsed} collapsed pairs left out)")
+            f"Holm-adjusted p-value; {collapsed} (fold, seed) pairs with a collapsed cell left out over the "
+            f"{len(rows)} strategy/N rows)")
     if not tested:
         return ("Not testable: no comparison has the " f"{MIN_PAIRS} (fold, seed) pairs a p-value needs" + tail + ".")
     if helps and not hurts:
@@ -115,9 +118,12 @@ def _overall(comparisons: list[Comparison], synthetic_names: list[str]) -> str:
             f"[{best.ci95[0]:+.3f}, {best.ci95[1]:+.3f}])" + tail + ".")
 
 
-def summary_json(comparisons: list[Comparison], metric: str, overall: str) -> dict[str, Any]:
+def summary_json(comparisons: list[Comparison], metric: str, overall: str,
+                 rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The experiment's summary: units, and per strategy (at each N, per task/model when there are
-    several) the first metric's paired comparison with `none`."""
+    several) the first metric's paired comparison with `none`, with the strategy's own collapsed
+    cells (`rows`: aggregate()) and the pairs left out because either cell collapsed."""
+    collapsed = {(r["task"], r["model"], r["strategy"], r["n"]): r["collapsed_cells"] for r in rows}
     mine = [c for c in comparisons if c.metric == metric]
     several = len({(c.task, c.model) for c in mine}) > 1
     strategies = {}
@@ -127,16 +133,28 @@ def summary_json(comparisons: list[Comparison], metric: str, overall: str) -> di
         strategies[name] = {"metric": metric, "mean_diff": c.mean_diff,
                             "ci95": list(c.ci95) if c.ci95 else None, "p_holm": c.p_holm,
                             "significant": c.significant, "pairs": c.n_pairs,
-                            "collapsed_cells": c.collapsed_pairs}
+                            "collapsed_cells": collapsed.get((c.task, c.model, c.strategy, c.n_synthetic), 0),
+                            "collapsed_pairs": c.collapsed_pairs}
     return {"units": max((c.n_pairs + c.collapsed_pairs for c in mine), default=0),
             "strategies": strategies, "verdict": overall}
+
+
+def summarise_folder(folder: str | Path) -> tuple[dict[str, Any], str]:
+    """summary.json and the overall verdict of a written ablation folder, regenerated from its
+    results.json alone (its comparisons, aggregates and config)."""
+    results = io.read_json(Path(folder) / "results.json")
+    comparisons = [Comparison(**{**c, "ci95": tuple(c["ci95"]) if c["ci95"] else None})
+                   for c in results["comparisons"]]
+    synthetic_names = [s for s in results["config"]["strategies"] if get_strategy(s).synthetic]
+    overall = _overall(comparisons, synthetic_names)
+    return summary_json(comparisons, results["config"]["metrics"][0], overall, results["aggregates"]), overall
 
 
 def _figure(units: pd.DataFrame, rows: list[dict], task: str, model: str, metric: str,
             path: Path) -> Path:
     """Metric against N: N strategies as lines with bootstrap 95 % CI bands of the mean over
     (fold, seed) units; the others as horizontal lines with bands; the task's classical floors as
-    grey dotted lines."""
+    grey lines of distinct styles, their means in the legend."""
     mine = units[(units["task"] == task) & (units["model"] == model)] if len(units) else units
     fig, ax = plt.subplots(figsize=(6.4, 4))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -159,9 +177,10 @@ def _figure(units: pd.DataFrame, rows: list[dict], task: str, model: str, metric
         else:
             ax.axhline(m[0], color=colour, ls="--", label=strategy)
             ax.axhspan(lo[0], hi[0], color=colour, alpha=0.1)
-    for r in rows:
-        if r["task"] == task and r["floor"] and r[metric]["count"]:
-            ax.axhline(r[metric]["mean"], color="0.5", ls=":", label=f"floor: {r['model']}")
+    floors = [r for r in rows if r["task"] == task and r["floor"] and r[metric]["count"]]
+    for r, (grey, ls) in zip(floors, [("0.2", ":"), ("0.45", "-."), ("0.65", (0, (1, 3)))] * 3):
+        ax.axhline(r[metric]["mean"], color=grey, ls=ls, lw=1.4,
+                   label=f"floor: {r['model']} ({r[metric]['mean']:.3f})")
     ax.set_xlabel("synthetic / copied samples per minority class (N)")
     ax.set_ylabel(metric)
     if len(ns) > 1:
@@ -327,7 +346,7 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
         "provenance": command,
     }
     io.write_json(out / "results.json", results_json)
-    io.write_json(out / "summary.json", summary_json(comparisons, metric_names[0], overall))
+    io.write_json(out / "summary.json", summary_json(comparisons, metric_names[0], overall, rows))
     io.write_text(out / "report.md", "\n".join(md))
     io.write_text(out / "command.txt", f"{command['command']}\n{command['git_commit']}\n")
     return {"report": str(out / "report.md"), "results": str(out / "results.json"),

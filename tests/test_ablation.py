@@ -396,7 +396,7 @@ def _fake(strategy: str, n: int, seed: int, fold: str, tss: float) -> dict:
 
 
 def test_statistics_and_verdicts_follow_the_numbers():
-    from forecasting.ablation_report import _overall, summary_json
+    from forecasting.ablation_report import _overall, aggregate, summary_json
     from forecasting.ablation_stats import compare, units_table
     units = [(s, f) for s in range(3) for f in ("f1", "f2", "f3", "f4")]   # 12 (fold, seed) pairs
     rng = np.random.default_rng(0)
@@ -411,7 +411,8 @@ def test_statistics_and_verdicts_follow_the_numbers():
     assert syn.n_pairs == 12 and syn.mean_diff == pytest.approx(0.125) and syn.significant
     overall = _overall(comparisons, ["synthetic"])
     assert overall.startswith("Synthetic minority frames help in 1 of 1 tested comparisons")
-    assert summary_json(comparisons, "tss", overall)["strategies"]["synthetic N=100"]["significant"]
+    summary = summary_json(comparisons, "tss", overall, aggregate(results, ["tss"]))["strategies"]
+    assert summary["synthetic N=100"]["significant"] and summary["synthetic N=100"]["collapsed_cells"] == 0
     # the same data with the synthetic gain removed: no detectable effect
     flat = [r if r["cell"]["strategy"] != "synthetic" else
             _fake("synthetic", 100, r["cell"]["seed"], r["cell"]["fold"],
@@ -461,3 +462,20 @@ def test_synthetic_history_of_a_class_without_real_hosts_is_an_error():
     SyntheticSamples(frames, np.array([0, 0]), history=4, mode="latest", real=Real())
     with pytest.raises(AugmentError, match="target class 1 have no real training history"):
         SyntheticSamples(frames, np.array([1, 1]), history=4, mode="latest", real=Real())
+
+
+def test_summary_counts_a_strategys_own_collapsed_cells_and_each_left_out_pair_once():
+    from forecasting.ablation_report import _overall, aggregate, summary_json
+    from forecasting.ablation_stats import compare, units_table
+    results = []
+    for i, (s, f) in enumerate((s, f) for s in range(2) for f in ("f1", "f2", "f3")):
+        for strategy, n, tss in (("none", 0, 0.1 * i), ("synthetic", 100, 0.1 * i + 0.05)):
+            r = _fake(strategy, n, s, f, tss)
+            r["metrics"]["hss"] = tss / 2
+            r["metrics"]["collapsed"] = int(strategy == "none" and i == 0)   # one baseline cell
+            results.append(r)
+    comparisons = compare(units_table(results, ["tss", "hss"]), ["tss", "hss"])
+    entry = summary_json(comparisons, "tss", "", aggregate(results, ["tss", "hss"]))["strategies"]["synthetic N=100"]
+    assert entry["collapsed_cells"] == 0 and entry["collapsed_pairs"] == 1 and entry["pairs"] == 5
+    assert "1 (fold, seed) pairs with a collapsed cell left out over the 1 strategy/N rows" in _overall(
+        comparisons, ["synthetic"])
