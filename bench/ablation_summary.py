@@ -15,14 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from forecasting.ablation_report import summarise_folder  # noqa: E402
+from forecasting.ablation_report import summarise  # noqa: E402
 from solargen import io  # noqa: E402
 
 
 def problems(folder: Path) -> list[str]:
     """What in `folder` disagrees with its results.json (empty: all agree)."""
-    summary, overall = summarise_folder(folder)
     results = io.read_json(folder / "results.json")
+    summary, overall = summarise(results)
     readme = (folder / "README.md").read_text()
     out = []
     if io.read_json(folder / "summary.json") != summary:
@@ -35,8 +35,8 @@ def problems(folder: Path) -> list[str]:
 
 def refresh(folder: Path) -> None:
     """Rewrite summary.json and the overall verdict (results.json, README.md) by the current rule."""
-    summary, overall = summarise_folder(folder)
     results = io.read_json(folder / "results.json")
+    summary, overall = summarise(results)
     old = results["verdicts"][0]
     readme = (folder / "README.md").read_text()
     if old not in readme:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import asdict
+from itertools import cycle
 from pathlib import Path
 from typing import Any
 
@@ -97,11 +98,11 @@ def _overall(comparisons: list[Comparison], synthetic_names: list[str]) -> str:
     helps = [c for c in tested if c.significant and c.mean_diff > 0]
     hurts = [c for c in tested if c.significant and c.mean_diff < 0]
     # a collapse belongs to a cell, not to a metric: count each strategy/N row's pairs once
-    rows = [c for c in syn if c.metric == syn[0].metric]
-    collapsed = sum(c.collapsed_pairs for c in rows)
+    first_metric = [c for c in syn if c.metric == syn[0].metric]
+    collapsed = sum(c.collapsed_pairs for c in first_metric)
     tail = (f" ({len(syn)} synthetic-strategy comparisons, {len(tested)} with >= {MIN_PAIRS} (fold, seed) pairs and a "
             f"Holm-adjusted p-value; {collapsed} (fold, seed) pairs with a collapsed cell left out over the "
-            f"{len(rows)} strategy/N rows)")
+            f"{len(first_metric)} strategy/N rows)")
     if not tested:
         return ("Not testable: no comparison has the " f"{MIN_PAIRS} (fold, seed) pairs a p-value needs" + tail + ".")
     if helps and not hurts:
@@ -139,10 +140,9 @@ def summary_json(comparisons: list[Comparison], metric: str, overall: str,
             "strategies": strategies, "verdict": overall}
 
 
-def summarise_folder(folder: str | Path) -> tuple[dict[str, Any], str]:
-    """summary.json and the overall verdict of a written ablation folder, regenerated from its
-    results.json alone (its comparisons, aggregates and config)."""
-    results = io.read_json(Path(folder) / "results.json")
+def summarise(results: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """summary.json and the overall verdict regenerated from a written results.json alone (its
+    comparisons, aggregates and config)."""
     comparisons = [Comparison(**{**c, "ci95": tuple(c["ci95"]) if c["ci95"] else None})
                    for c in results["comparisons"]]
     synthetic_names = [s for s in results["config"]["strategies"] if get_strategy(s).synthetic]
@@ -178,7 +178,7 @@ def _figure(units: pd.DataFrame, rows: list[dict], task: str, model: str, metric
             ax.axhline(m[0], color=colour, ls="--", label=strategy)
             ax.axhspan(lo[0], hi[0], color=colour, alpha=0.1)
     floors = [r for r in rows if r["task"] == task and r["floor"] and r[metric]["count"]]
-    for r, (grey, ls) in zip(floors, [("0.2", ":"), ("0.45", "-."), ("0.65", (0, (1, 3)))] * 3):
+    for r, (grey, ls) in zip(floors, cycle([("0.2", ":"), ("0.45", "-."), ("0.65", (0, (1, 3)))])):
         ax.axhline(r[metric]["mean"], color=grey, ls=ls, lw=1.4,
                    label=f"floor: {r['model']} ({r[metric]['mean']:.3f})")
     ax.set_xlabel("synthetic / copied samples per minority class (N)")
