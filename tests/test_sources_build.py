@@ -49,7 +49,8 @@ def test_bundle_build_end_to_end(tmp_path):
     assert code == 0
     ds = load_dataset(out)
     assert ds.frames.shape == (6, 1, 16, 16) and ds.frames.dtype == np.float16
-    assert -1.0 <= float(ds.frames.min()) and float(ds.frames.max()) <= 1.0
+    frames = np.asarray(ds.frames)
+    assert -1.0 <= float(frames.min()) and float(frames.max()) <= 1.0
     raw = np.load(bundle)["aia171"][0].reshape(16, 2, 16, 2).mean(axis=(1, 3))
     assert np.allclose(ds.normalisation.denormalise(ds.frame(0)), raw, atol=0.2)
     assert ds.labels["stale"].tolist() == [False, False, True, False, False, False]

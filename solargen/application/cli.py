@@ -11,24 +11,27 @@ import sys
 
 from solargen.errors import SolargenError
 
-# Modules that contribute subcommands, in the order they appear in --help.
-COMMAND_MODULES: tuple[str, ...] = (
-    "solargen.data.cli",
-    "solargen.diffusion.cli",
-    "eval.cli",
-    "forecasting.cli",
-    "solargen.application.quickstart_cli",
-    "solargen.application.app_cli",
-    "forecasting.ablation_cli",
-)
+# Modules that contribute subcommands, in the order they appear in --help, with their commands:
+# a command line naming one imports only its module (`data build` does not load diffusers/torch).
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "solargen.data.cli": ("data",),
+    "solargen.diffusion.cli": ("train", "sample"),
+    "eval.cli": ("eval",),
+    "forecasting.cli": ("forecast",),
+    "solargen.application.quickstart_cli": ("quickstart",),
+    "solargen.application.app_cli": ("app",),
+    "forecasting.ablation_cli": ("ablate",),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of `command`'s module when it is a known command."""
     parser = argparse.ArgumentParser(
         prog="solargen",
         description="Generative augmentation studio for solar-flare forecasting.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    owner = [name for name, commands in COMMAND_MODULES.items() if command in commands]
+    for name in owner or COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
@@ -42,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run a command. A user error (bad input or config: SolargenError, a missing file, a missing
     optional package) is one line on stderr and exit status 2; anything else is a bug and shows
     its traceback."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (SolargenError, FileNotFoundError, NotADirectoryError, IsADirectoryError,

@@ -11,6 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
     _register_build(cmds)
     _register_synthetic(cmds)
+    _register_survey(cmds)
     _register_fetch(cmds)
 
 
@@ -44,7 +45,24 @@ def _register_build(cmds: argparse._SubParsersAction) -> None:
     p.add_argument("--dark-fraction", type=float, default=0.01,
                    help="skip a frame whose largest black region covers more than this fraction of "
                         "the central disk (blacked-out blocks, missing readouts)")
-    p.add_argument("--out", required=True, type=Path, help="output dataset directory")
+    p.add_argument("--start", help="first slot time (UTC); default: the source's first frame")
+    p.add_argument("--end", help="end of the slots (UTC, exclusive); default: after the last frame")
+    p.add_argument("--cadence", help="a regular time axis, e.g. 12min or 1h: each slot takes every "
+                                     "channel's nearest frame within --tolerance-min; a slot without "
+                                     "one keeps its place, marked absent and reported (default: the "
+                                     "first channel's own frame times)")
+    p.add_argument("--tolerance-min", type=float,
+                   help="channel matching tolerance in minutes (default: half the cadence, or 30)")
+    p.add_argument("--part-slots", type=int, default=256,
+                   help="slots per part: the unit of parallel, resumable work")
+    p.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local: a process pool; ray: one Ray task a part")
+    p.add_argument("--workers", type=int,
+                   help="local processes (1: in this process) or, for a local Ray, its CPUs "
+                        "(default: all cores)")
+    p.add_argument("--address", help="Ray cluster address (e.g. auto); default: start a local Ray")
+    p.add_argument("--out", required=True, type=Path, help="output dataset directory (rerun the same "
+                                                           "command to resume an interrupted build)")
     p.set_defaults(func=_run_build)
 
 
@@ -57,8 +75,11 @@ def _run_build(args: argparse.Namespace) -> int:
         scaling=args.scaling, peak_tolerance_min=args.peak_tolerance_min,
         goes_window_min=args.goes_window_min, norm_folds=args.norm_folds, norm_fold=args.norm_fold,
         norm_window=tuple(args.norm_window) if args.norm_window else None,
-        norm_range=tuple(args.norm_range) if args.norm_range else None, dark_fraction=args.dark_fraction)
-    ds = build_dataset(config, args.out)
+        norm_range=tuple(args.norm_range) if args.norm_range else None, dark_fraction=args.dark_fraction,
+        start=args.start, end=args.end, cadence=args.cadence, tolerance_min=args.tolerance_min,
+        part_slots=args.part_slots)
+    ds = build_dataset(config, args.out, executor=args.executor, workers=args.workers,
+                       address=args.address)
     print(ds.describe())
     print(f"build report: {Path(args.out) / 'report.md'}")
     return 0
@@ -162,4 +183,41 @@ def _run_fetch(args: argparse.Namespace) -> int:
               else f"{args.out}/fits")
     print(f"next: solargen data build --images {images} --goes {args.out}/goes.csv "
           f"--flares {args.out}/hek_flares.csv --channels {args.channels} --out <dataset dir>")
+    return 0
+
+
+def _register_survey(cmds: argparse._SubParsersAction) -> None:
+    from solargen.data.survey import SurveyConfig
+    d = SurveyConfig()
+    p = cmds.add_parser("synth-survey", help="write a synthetic survey in SDOMLv2's zarr layout "
+                                             "(procedural, not solar data; for tests and benchmarks)",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--years", type=float, default=d.years, help="span of the survey")
+    p.add_argument("--start-year", type=int, default=d.start_year, help="first year group")
+    p.add_argument("--channels", default=",".join(d.channels), help="comma-separated AIA channels")
+    p.add_argument("--size", type=int, default=d.size, help="frame size (pixels, square)")
+    p.add_argument("--cadence", default="1h", help="time between frames, e.g. 12min, 1h")
+    p.add_argument("--frames", type=int, help="only the first N frames")
+    p.add_argument("--gaps", type=float, default=d.gaps, help="fraction of each channel's frames missing")
+    p.add_argument("--corrupt", type=int, default=d.corrupt, help="number of NaN-filled frames")
+    p.add_argument("--seed", type=int, default=d.seed, help="the realisation")
+    p.add_argument("--out", required=True, type=Path, help="output folder (sdoml.zarr, GOES, flares)")
+    p.set_defaults(func=_run_survey)
+
+
+def _run_survey(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from solargen.data.survey import SurveyConfig, write_survey
+    try:
+        hours = pd.Timedelta(args.cadence).total_seconds() / 3600.0
+    except ValueError:
+        raise SolargenError(f"--cadence {args.cadence!r} is not a duration (e.g. 12min, 1h)") from None
+    cfg = SurveyConfig(years=args.years, start_year=args.start_year,
+                       channels=tuple(c.strip() for c in args.channels.split(",") if c.strip()),
+                       size=args.size, cadence_hours=hours, frames=args.frames, gaps=args.gaps,
+                       corrupt=args.corrupt, seed=args.seed)
+    summary = write_survey(cfg, args.out)
+    print(f"{args.out}/sdoml.zarr: {summary['frames']} slots, channels {', '.join(cfg.channels)}, "
+          f"{cfg.size} px (SYNTHETIC); corrupt frames: {', '.join(summary['corrupt']) or 'none'}")
+    print(f"see {args.out}/README.md for the build command")
     return 0

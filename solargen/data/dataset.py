@@ -1,6 +1,10 @@
 """The dataset directory: the one contract every downstream piece reads.
 
-    <dir>/frames.npy      float16 (N, C, H, W), normalised to [-1, 1], memory-mappable
+    <dir>/frames.zarr     the chunked frame store `solargen data build` writes (solargen.data.store:
+                          raw resized frames on a time axis with a present mask; normalised on
+                          read), or
+    <dir>/frames.npy      float16 (N, C, H, W), normalised to [-1, 1], memory-mappable (small
+                          in-memory datasets: the synthetic default, bundles)
     <dir>/labels.parquet  one row per frame, in frame order, t_obs (UTC) first
     <dir>/meta.json       source, channels, size, scaling, normalisation, label rules, synthetic flag,
                           command and git commit that built it, counts
@@ -22,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from solargen import io
+from solargen.data.store import StoreFrames
 from solargen.errors import SolargenError
 
 FRAMES_FILE, LABELS_FILE, META_FILE, REPORT_FILE = "frames.npy", "labels.parquet", "meta.json", "report.md"
@@ -120,10 +125,20 @@ class SolarDataset:
 
     @property
     def frames(self) -> np.ndarray:
-        """(N, C, H, W) float16 memmap in [-1, 1]; index it, then cast with `.astype(np.float32)`."""
+        """(N, C, H, W) float16 in [-1, 1]: a memmap of frames.npy, or the store's lazy reader
+        (row i is the store slot labels['slot'][i]); index it, then cast with `.astype(np.float32)`."""
         if self._frames is None:
-            self._frames = np.load(self.root / FRAMES_FILE, mmap_mode="r")
+            if self.stored:
+                self._frames = StoreFrames(self.root / self.meta["frames_store"]["path"],
+                                           self.labels["slot"].to_numpy(), self.normalisation)
+            else:
+                self._frames = np.load(self.root / FRAMES_FILE, mmap_mode="r")
         return self._frames
+
+    @property
+    def stored(self) -> bool:
+        """The frames live in a chunked store (frames.zarr) rather than frames.npy."""
+        return "frames_store" in self.meta
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -179,11 +194,35 @@ def write_dataset(root: str | Path, frames: np.ndarray, labels: pd.DataFrame, me
     return load_dataset(root)
 
 
+def write_store_dataset(root: str | Path, labels: pd.DataFrame, meta: dict[str, Any],
+                        report: str) -> SolarDataset:
+    """Finish a dataset directory whose frames are in its store (meta["frames_store"]): labels
+    (with a `slot` column into the store), report, and meta.json last."""
+    root = Path(root)
+    _check_labels(labels, meta, str(root))
+    table = labels.reset_index(drop=True)
+    table = table[["t_obs"] + [c for c in table.columns if c != "t_obs"]]
+    with io.atomic_path(root / LABELS_FILE) as tmp:
+        table.to_parquet(tmp, index=False)
+    io.write_text(root / REPORT_FILE, report)
+    io.write_json(root / META_FILE, {"format_version": FORMAT_VERSION, "n_frames": int(len(table)), **meta})
+    return load_dataset(root)
+
+
 def _check_contents(frames: np.ndarray, labels: pd.DataFrame, meta: dict[str, Any], where: str) -> None:
     if frames.ndim != 4:
         raise DatasetError(f"{where}: frames must be (N, C, H, W), got shape {frames.shape}")
     if len(frames) != len(labels):
         raise DatasetError(f"{where}: {len(frames)} frames but {len(labels)} label rows")
+    _check_labels(labels, meta, where)
+    if frames.shape[1] != len(meta["channels"]):
+        raise DatasetError(f"{where}: frames have {frames.shape[1]} channels, meta names "
+                           f"{len(meta['channels'])}")
+    if not np.isfinite(frames).all():
+        raise DatasetError(f"{where}: frames contain NaN or infinite values")
+
+
+def _check_labels(labels: pd.DataFrame, meta: dict[str, Any], where: str) -> None:
     if "t_obs" not in labels:
         raise DatasetError(f"{where}: labels table has no t_obs column")
     t = pd.DatetimeIndex(labels["t_obs"])
@@ -196,11 +235,6 @@ def _check_contents(frames: np.ndarray, labels: pd.DataFrame, meta: dict[str, An
     for key in ("channels", "size", "normalisation", "source"):
         if key not in meta:
             raise DatasetError(f"{where}: meta lacks {key!r}")
-    if frames.shape[1] != len(meta["channels"]):
-        raise DatasetError(f"{where}: frames have {frames.shape[1]} channels, meta names "
-                           f"{len(meta['channels'])}")
-    if not np.isfinite(frames).all():
-        raise DatasetError(f"{where}: frames contain NaN or infinite values")
 
 
 def load_dataset(root: str | Path) -> SolarDataset:
@@ -208,11 +242,15 @@ def load_dataset(root: str | Path) -> SolarDataset:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a dataset directory (it does not exist)")
-    for name in (META_FILE, FRAMES_FILE, LABELS_FILE):
+    for name in (META_FILE, LABELS_FILE):
         if not (root / name).is_file():
             raise DatasetError(f"{root}: not a complete solargen dataset ({name} is missing; "
                                "build one with `solargen data build` or `solargen data synthetic`)")
     meta = io.read_json(root / META_FILE)
+    frames = root / meta["frames_store"]["path"] / "zarr.json" if "frames_store" in meta else root / FRAMES_FILE
+    if not frames.is_file():
+        raise DatasetError(f"{root}: not a complete solargen dataset ({frames.relative_to(root)} "
+                           "is missing)")
     labels = pd.read_parquet(root / LABELS_FILE)
     labels["t_obs"] = pd.to_datetime(labels["t_obs"], utc=True)
     ds = SolarDataset(root=root, labels=labels, meta=meta)

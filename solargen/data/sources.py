@@ -49,6 +49,14 @@ class ImageSource(Protocol):
 
     def stale(self, i: int) -> bool: ...
 
+    def channel_times(self, channel: str) -> pd.DatetimeIndex:
+        """The source times of one channel's frames (a build's plan matches slots to them)."""
+
+    def read_one(self, channel: str, j: int) -> np.ndarray:
+        """Frame j of `channel` in its own time order: raw 2-D float32, checked finite."""
+
+    def origin_of(self, channel: str, j: int) -> str: ...
+
 
 def _parse_times(values, where: str) -> pd.DatetimeIndex:
     t = pd.to_datetime(pd.Series(values, dtype=object).replace("", None), utc=True, errors="coerce")
@@ -139,11 +147,19 @@ class BundleSource:
         return self._t
 
     def read(self, i: int) -> list[np.ndarray]:
-        return [_check_finite(np.asarray(self._images[ch][i], np.float32), self.origin(i))
-                for ch in self.channels]
+        return [self.read_one(ch, i) for ch in self.channels]
 
     def origin(self, i: int) -> str:
         return f"{self.path.name}[{i}]"
+
+    def channel_times(self, channel: str) -> pd.DatetimeIndex:
+        return self._t
+
+    def read_one(self, channel: str, j: int) -> np.ndarray:
+        return _check_finite(np.asarray(self._images[channel][j], np.float32), self.origin(j))
+
+    def origin_of(self, channel: str, j: int) -> str:
+        return self.origin(j)
 
     def stale(self, i: int) -> bool:
         return bool(self._stale[i])
@@ -167,6 +183,15 @@ class _MatchedChannels(ABC):
 
     def times(self) -> pd.DatetimeIndex:
         return self._times[self.channels[0]]
+
+    def channel_times(self, channel: str) -> pd.DatetimeIndex:
+        return self._times[channel]
+
+    def read_one(self, channel: str, j: int) -> np.ndarray:
+        return self._read_one(channel, j)
+
+    def origin_of(self, channel: str, j: int) -> str:
+        return str(self._files[channel][j])
 
     def read(self, i: int) -> list[np.ndarray]:
         out = []
@@ -334,8 +359,9 @@ class ZarrSource(_MatchedChannels):
 
     def __post_init__(self) -> None:
         import zarr
+        options = {"anon": True} if self.url.startswith("s3://") else None   # public buckets
         try:
-            root = zarr.open_group(self.url, mode="r")
+            root = zarr.open_group(self.url, mode="r", storage_options=options)
         except Exception as exc:  # zarr raises many types for a bad store
             raise SourceError(f"{self.url}: not a readable zarr store ({exc})") from None
         self._arrays: dict[str, list] = {ch: [] for ch in self.channels}
@@ -365,15 +391,30 @@ class ZarrSource(_MatchedChannels):
             self._arrays[ch] = [pieces[k] for k in order]
             self._times[ch] = t
         self._match_channels()
-        self.description = f"SDOML zarr {self.url} ({', '.join(self.channels)})"
+        self._cache: dict[str, tuple] = {}
+        self.synthetic = bool(root.attrs.get("synthetic", False))   # solargen's synthetic survey
+        self.description = (f"{'SYNTHETIC survey in SDOML layout' if self.synthetic else 'SDOML zarr'} "
+                            f"{self.url} ({', '.join(self.channels)})")
         self.value_range = None
 
     def _read_one(self, channel: str, j: int) -> np.ndarray:
+        """Through a one-chunk cache per channel: read in time order, each source chunk (SDOMLv2
+        holds 15 frames a chunk) is fetched and decompressed once."""
         arr, k = self._arrays[channel][j]
-        return _check_finite(np.asarray(arr[k], np.float32), f"{self.url}[{channel} #{j}]")
+        step = arr.chunks[0]
+        first = k - k % step
+        cached = self._cache.get(channel)
+        if cached is None or cached[0] is not arr or cached[1] != first:
+            cached = (arr, first, np.asarray(arr[first:first + step]))
+            self._cache[channel] = cached
+        return _check_finite(np.asarray(cached[2][k - first], np.float32), self.origin_of(channel, j))
 
     def origin(self, i: int) -> str:
-        return f"{self.url}[{self.channels[0]} #{i}]"
+        return self.origin_of(self.channels[0], i)
+
+    def origin_of(self, channel: str, j: int) -> str:
+        arr, k = self._arrays[channel][j]
+        return f"{self.url}/{arr.path}[{k}]"
 
 def open_source(images: str | Path, channels: tuple[str, ...], times: Path | None = None) -> ImageSource:
     """Pick the source type from the path: .npz bundle, .zarr (or URL), FITS dir, image dir."""

@@ -86,6 +86,14 @@ CHANNEL_LOOKS: dict[str, ChannelLook] = {
                        flare_gain=2.5),
     "94": ChannelLook(disk=7.0, shell=7.0, scale_height=0.06, texture=0.15, active=45.0,
                       flare_gain=2.5),
+    # not tuned to observations (no 2012 frames of these channels here): plausible levels that
+    # give a synthetic survey its other SDOMLv2 channels
+    "193": ChannelLook(disk=45.0, shell=22.0, scale_height=0.08, texture=0.20, active=110.0,
+                       flare_gain=1.5),
+    "211": ChannelLook(disk=25.0, shell=15.0, scale_height=0.08, texture=0.18, active=80.0,
+                       flare_gain=1.8),
+    "335": ChannelLook(disk=6.0, shell=6.0, scale_height=0.08, texture=0.15, active=35.0,
+                       flare_gain=2.0),
 }
 
 

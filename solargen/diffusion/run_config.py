@@ -30,6 +30,9 @@ class DataConfig:
     fold: str = "f1"
     label_column: str = "goes_class"   # or peak_class, max_class_24h, ...; flux = matching *_flux
     drop_stale: bool = True            # frames repeating the previous hour are not new images
+    stream: bool = False               # read each step's frames from the dataset (its chunked store
+                                       # or frames.npy) in loader workers instead of holding the split
+    loader_workers: int = 2            # stream: reader processes (0: read in the training process)
 
 
 @dataclass
@@ -95,6 +98,11 @@ def check_config(cfg: RunConfig) -> None:
                  "gradient_accumulation_steps"):
         if int(getattr(t, name)) < 1:
             raise TrainError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+    if cfg.data.loader_workers < 0:
+        raise TrainError(f"data.loader_workers must be >= 0, got {cfg.data.loader_workers}")
+    if cfg.data.stream and t.data_on_device:
+        raise TrainError("data.stream and train.data_on_device exclude each other: streamed frames "
+                         "are read per step, resident ones once")
     if t.sample_sampler not in SAMPLERS:
         raise TrainError(f"train.sample_sampler must be one of {list(SAMPLERS)}")
     if t.mixed_precision not in ("auto", "no", "bf16", "fp16"):

@@ -39,7 +39,7 @@ from solargen.diffusion.loss import DiffusionObjective, ObjectiveConfig, noise_s
 from solargen.diffusion.pipeline import (PIPELINE_FORMAT, SolarDiffusionPipeline, build_unet,
                                          time_embed_dim)
 from solargen.diffusion.run_config import (RunConfig, TrainError, check_config, resolve_mixed_precision)
-from solargen.diffusion.training_data import (BatchOrder, TrainingData, chunk, fit_latent_encoder,
+from solargen.diffusion.training_data import (BatchOrder, TrainingData, chunk, fit_latent_encoder, step_stream,
                                               load_training_data, step_generator)
 
 
@@ -167,14 +167,16 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
 
     global_batch = t.batch_size * processes * micro_batches
     order = BatchOrder(data.letters, global_batch, cfg.seed, t.balanced_sampling)
-    shape = (global_batch, *data.frames.shape[1:])
+    shape = (global_batch, *data.frame_shape)
     logger = _Logger(out, start, main)
     unwrapped = accelerator.unwrap_model(model)
     if t.compile:
         unwrapped.unet.compile()
     dev = accelerator.device
     frames = data.frames.to(dev) if t.data_on_device else data.frames
-    noise_device = frames.device
+    noise_device = frames.device if frames is not None else torch.device("cpu")
+    stream = step_stream(data, order, range(start, t.max_steps), accelerator.process_index, processes,
+                         micro_batches, t.batch_size, cfg.data.loader_workers) if cfg.data.stream else None
     memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
     losses: dict[int, float] = {}
     bar = tqdm(range(start, t.max_steps), initial=start, total=t.max_steps, desc="train",
@@ -189,10 +191,12 @@ def train(cfg: RunConfig, resume: str | None = None, stop_after: int | None = No
                                       device=noise_device)
         null_all = torch.rand(global_batch, generator=gen, device=noise_device) < t.p_uncond
         step_loss = torch.zeros((), device=dev)
+        local = next(stream) if stream is not None else None
         for micro in range(micro_batches):
             rows = chunk(micro, accelerator.process_index, processes, t.batch_size)
             idx = batch[rows]
-            x0 = frames[idx.to(noise_device)].float().to(dev)
+            x0 = (local[micro * t.batch_size:(micro + 1) * t.batch_size] if stream is not None
+                  else frames[idx.to(noise_device)]).float().to(dev)
             noise, timesteps, null = noise_all[rows].to(dev), timesteps_all[rows].to(dev), null_all[rows].to(dev)
             with accelerator.accumulate(model):
                 noisy = objective.add_noise(x0, noise, timesteps).contiguous(memory_format=memory_format)
@@ -344,7 +348,7 @@ def _sample_grid(cfg: RunConfig, model: Denoiser, data: TrainingData, dataset_me
                         sampler=cfg.train.sample_sampler, num_inference_steps=cfg.train.sample_steps,
                         guidance_scale=cfg.train.sample_guidance, progress=False, **conditions)
     labels = grid_labels(result)
-    real = {c: data.frames[np.flatnonzero(data.letters == c)[:2]].float().numpy() for c in set(labels)}
+    real = {c: data.read(np.flatnonzero(data.letters == c)[:2]).float().numpy() for c in set(labels)}
     save_grid(result["images"], labels, path, real=real,
               title=f"{path.stem} ({cfg.train.sample_sampler}, {cfg.train.sample_steps} steps, "
                     f"guidance {cfg.train.sample_guidance:g}, EMA)")

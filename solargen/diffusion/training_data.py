@@ -8,6 +8,7 @@ continues exactly like one that was never interrupted.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from solargen import io
 from solargen.data.dataset import load_dataset
@@ -23,17 +25,48 @@ from solargen.data.splits import fold_indices, load_folds
 from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
 from solargen.diffusion.run_config import RunConfig, TrainError, flux_column
 
+class FrameReader:
+    """Rows of a dataset directory's frames, opened lazily in each process that reads (a loader
+    worker reopens the store or memmap itself: nothing large is pickled, fsspec handles never
+    cross a fork)."""
+
+    def __init__(self, root: str | Path):
+        self.root, self._ds, self._pid = str(root), None, None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self.root, "_ds": None, "_pid": None}
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        if self._ds is None or self._pid != os.getpid():
+            self._ds, self._pid = load_dataset(self.root), os.getpid()
+        order = np.argsort(rows, kind="stable")      # read in storage order
+        out = np.empty((len(rows), *self._ds.frames.shape[1:]), np.float16)
+        out[order] = self._ds.frames[rows[order]]
+        return out
+
+
 @dataclass
 class TrainingData:
-    """The frames of one fold's training split that carry the label, in memory."""
+    """The frames of one fold's training split that carry the label: in memory (`frames`), or
+    read from the dataset when needed (`reader`, dataset rows `rows`)."""
 
-    frames: torch.Tensor            # (N, C, H, W) float16 in [-1, 1]
+    frames: torch.Tensor | None     # (N, C, H, W) float16 in [-1, 1]; None when streamed
     class_index: torch.Tensor       # (N,) long into GOES_CLASSES
     log_flux: torch.Tensor          # (N,) float32 (NaN for a class-only model)
     letters: np.ndarray             # (N,) str
     summary: dict[str, Any]
     latent: torch.Tensor | None = None   # (N, latent_dim) for a class_latent model
     latent_encoder: SolarAutoencoder | None = None
+    reader: FrameReader | None = None
+    rows: np.ndarray | None = None       # (N,) dataset rows of the training frames
+    frame_shape: tuple[int, ...] = ()
+
+    def read(self, idx: np.ndarray) -> torch.Tensor:
+        """Training frames `idx` (into 0..N-1) as float16, from memory or the dataset."""
+        idx = np.asarray(idx)
+        if self.frames is not None:
+            return self.frames[torch.from_numpy(idx)]
+        return torch.from_numpy(self.reader[self.rows[idx]])
 
 
 def load_training_data(cfg: RunConfig) -> tuple[TrainingData, Any]:
@@ -81,7 +114,7 @@ def load_training_data(cfg: RunConfig) -> tuple[TrainingData, Any]:
     unknown = sorted(set(letters) - set(GOES_CLASSES))
     if unknown:
         raise TrainError(f"{ds.root}: column {cfg.data.label_column!r} holds non-GOES classes {unknown}")
-    frames = torch.from_numpy(np.ascontiguousarray(ds.frames[rows], dtype=np.float16))
+    frames = None if cfg.data.stream else torch.from_numpy(np.ascontiguousarray(ds.frames[rows], dtype=np.float16))
     counts = {c: int((letters == c).sum()) for c in GOES_CLASSES if (letters == c).any()}
     start, end = fold.window("train")
     summary = {
@@ -96,8 +129,12 @@ def load_training_data(cfg: RunConfig) -> tuple[TrainingData, Any]:
     if kind != "class":
         summary["flux_quantiles"] = {c: np.quantile(log_flux[letters == c], np.linspace(0, 1, 21)).tolist()
                                      for c in counts}
+    summary["frames_from"] = (f"read per step by {cfg.data.loader_workers} loader workers"
+                              if cfg.data.stream else "memory")
     data = TrainingData(frames, torch.tensor([GOES_CLASSES.index(c) for c in letters]),
-                        torch.from_numpy(log_flux), letters, summary)
+                        torch.from_numpy(log_flux), letters, summary,
+                        reader=FrameReader(ds.root) if cfg.data.stream else None, rows=rows,
+                        frame_shape=tuple(ds.frames.shape[1:]))
     return data, ds
 
 
@@ -133,6 +170,35 @@ def chunk(micro: int, rank: int, processes: int, batch_size: int) -> slice:
     return slice(start, start + batch_size)
 
 
+class StepFrames(Dataset):
+    """Item `step`: the frames this process trains on at optimiser step `step` (its chunk of each
+    micro-batch of the step's global batch, micro-batch after micro-batch), read from the dataset
+    when asked. A pure function of (seed, step): each rank reads only its own shard, and a resumed
+    run reads exactly the stream an uninterrupted one would have read from there."""
+
+    def __init__(self, data: TrainingData, order: BatchOrder, rank: int, processes: int,
+                 micro_batches: int, batch_size: int):
+        self.reader, self.rows, self.order = data.reader, data.rows, order
+        self.chunks = [chunk(m, rank, processes, batch_size) for m in range(micro_batches)]
+
+    def indices(self, step: int) -> np.ndarray:
+        batch = self.order.indices(step)
+        return np.concatenate([batch[c] for c in self.chunks])
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        return torch.from_numpy(self.reader[self.rows[self.indices(step)]])
+
+
+def step_stream(data: TrainingData, order: BatchOrder, steps: range, rank: int, processes: int,
+                micro_batches: int, batch_size: int, workers: int):
+    """Iterator over this process's frames of optimiser steps `steps`, prefetched by `workers`
+    spawned reader processes (spawn, not fork: fsspec file systems are not fork-safe)."""
+    frames = StepFrames(data, order, rank, processes, micro_batches, batch_size)
+    return iter(DataLoader(frames, batch_size=None, sampler=steps, num_workers=workers,
+                           multiprocessing_context="spawn" if workers else None,
+                           prefetch_factor=4 if workers else None))
+
+
 def step_generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
     """The random stream of one optimiser step (noise, timesteps, label dropout of its whole global
     batch; every process draws all of it and keeps its chunk)."""
@@ -147,7 +213,7 @@ def fit_latent_encoder(cfg: RunConfig, data: TrainingData, directory: Path,
     if (io.recover_dir(directory) / "config.json").is_file():
         encoder = SolarAutoencoder.from_pretrained(directory)
     else:
-        encoder, _ = train_autoencoder(data.frames.float().numpy(),
+        encoder, _ = train_autoencoder(data.read(np.arange(len(data.letters))).float().numpy(),
                                        FitConfig(epochs=cfg.train.latent_epochs, seed=cfg.seed),
                                        latent_dim=cfg.train.latent_dim)
         if main:
@@ -155,6 +221,7 @@ def fit_latent_encoder(cfg: RunConfig, data: TrainingData, directory: Path,
                 encoder.save_pretrained(tmp)
     encoder.eval()
     with torch.no_grad():
-        latents = torch.cat([encoder.encode(data.frames[i:i + 256].float())
-                             for i in range(0, len(data.frames), 256)])
+        n = len(data.letters)
+        latents = torch.cat([encoder.encode(data.read(np.arange(i, min(i + 256, n))).float())
+                             for i in range(0, n, 256)])
     return encoder, latents.float()

@@ -1,0 +1,286 @@
+"""The survey-scale data path, measured: builds of synthetic SDOMLv2-layout surveys (wall time,
+frames/s, MB/s, peak RSS against N; local vs Ray), kill -9 and resume, reader throughput against
+the in-RAM path, the diffusion loop fed from the store against fed from RAM, and the real 2012
+frames rebuilt into the store against a frames.npy build of an earlier commit.
+
+    python bench/data_scale.py --work runs/data-scale --out docs/results/<date>-data-scale \
+        --real-bundle ../shared/data/sdo-aia-2012/sdo_aia_2012.npz --baseline-commit 5debb72
+
+Each build runs in its own process (peak RSS = the largest process of the build, from
+getrusage(RUSAGE_CHILDREN) of a fresh child); the surveys are SYNTHETIC.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CHANNELS = "94,131,171"
+
+
+def run(cmd: list[str], env: dict | None = None, cwd: Path = ROOT) -> dict:
+    """Run a command in a fresh child; wall seconds and the peak RSS (MB) of its largest process."""
+    code = ("import resource, subprocess, sys, time, json; t = time.perf_counter(); "
+            "r = subprocess.run(sys.argv[1:]); "
+            "print(json.dumps({'rc': r.returncode, 'wall_s': time.perf_counter() - t, "
+            "'peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
+    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})}, cwd=cwd)
+    if out.returncode != 0 or json.loads(out.stdout.strip().splitlines()[-1])["rc"] != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def solargen(*args: str) -> list[str]:
+    return [sys.executable, "-m", "solargen", *args]
+
+
+def survey(work: Path, name: str, frames: int, size: int) -> Path:
+    folder = work / name
+    if not (folder / "survey.json").is_file():
+        run(solargen("data", "synth-survey", "--years", "12", "--frames", str(frames), "--size", str(size),
+                     "--channels", CHANNELS, "--cadence", "1h", "--gaps", "0.01", "--corrupt", "2",
+                     "--out", str(folder)))
+    return folder
+
+
+def du_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2 ** 20
+
+
+def build_args(src: Path, size: int, out: Path, executor: str = "local", workers: int = 2) -> list[str]:
+    return solargen("data", "build", "--images", str(src / "sdoml.zarr"), "--goes", str(src / "goes_xrs_5min.csv"),
+                    "--flares", str(src / "flares.csv"), "--channels", CHANNELS, "--cadence", "1h",
+                    "--size", str(size), "--norm-window", "2010-01-01", "2010-07-01",
+                    "--executor", executor, "--workers", str(workers), "--out", str(out))
+
+
+def measure_build(src: Path, size: int, out: Path, executor: str = "local") -> dict:
+    import shutil
+    shutil.rmtree(out, ignore_errors=True)
+    result = run(build_args(src, size, out, executor))
+    meta = json.loads((out / "meta.json").read_text())
+    n = meta["frames_store"]["slots"]
+    read_mb = du_mb(src / "sdoml.zarr")
+    written_mb = du_mb(out / "frames.zarr")
+    source_size = json.loads((src / "survey.json").read_text())["config"]["size"]
+    return {"frames": n, "present": meta["frames_store"]["present"], "channels": 3, "size": size,
+            "source_size": source_size, "executor": executor, "workers": 2,
+            "wall_s": round(result["wall_s"], 2), "frames_per_s": round(n / result["wall_s"], 1),
+            "read_mb_per_s": round(read_mb / result["wall_s"], 1),
+            "written_mb_per_s": round(written_mb / result["wall_s"], 1),
+            "source_mb": round(read_mb, 1), "store_mb": round(written_mb, 1),
+            "peak_rss_mb": round(result["peak_rss_mb"], 1)}
+
+
+def kill_and_resume(src: Path, size: int, work: Path) -> dict:
+    from solargen.data.store import store_checksum
+    import shutil
+    whole, killed = work / "resume-whole", work / "resume-killed"
+    for path in (whole, killed):
+        shutil.rmtree(path, ignore_errors=True)
+    run(build_args(src, size, whole, workers=1))
+    proc = subprocess.Popen(build_args(src, size, killed, workers=1), cwd=ROOT, stderr=subprocess.DEVNULL)
+    build = killed / "frames.zarr" / "build"
+    total = len(list((whole / "frames.zarr" / "build").glob("part-*.json")))
+    while len(list(build.glob("part-*.json"))) < total // 2:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    parts_before = len(list(build.glob("part-*.json")))
+    run(build_args(src, size, killed, workers=1))
+    return {"frames": json.loads((whole / "meta.json").read_text())["frames_store"]["slots"],
+            "parts": total, "parts_done_at_kill": parts_before,
+            "checksum_uninterrupted": store_checksum(whole / "frames.zarr"),
+            "checksum_resumed": store_checksum(killed / "frames.zarr"),
+            "resume_identical": store_checksum(whole / "frames.zarr") == store_checksum(killed / "frames.zarr")}
+
+
+READER = """
+import json, sys, time
+import numpy as np, torch
+from torch.utils.data import DataLoader, Dataset
+from solargen.data.dataset import load_dataset
+from solargen.diffusion.training_data import FrameReader
+
+
+class Batches(Dataset):
+    def __init__(self, root, n, batches):
+        self.reader, self.n, self.batches = FrameReader(root), n, batches
+    def __len__(self):
+        return self.batches
+    def __getitem__(self, k):
+        rows = np.random.default_rng(k).choice(self.n, min(32, self.n), replace=False)
+        return torch.from_numpy(self.reader[rows])
+
+
+if __name__ == "__main__":
+    root, workers, batches = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    n = len(load_dataset(root))
+    loader = DataLoader(Batches(root, n, batches), batch_size=None, num_workers=workers,
+                        multiprocessing_context="spawn" if workers else None,
+                        prefetch_factor=4 if workers else None)
+    it = iter(loader); next(it)                      # start-up not counted
+    t = time.perf_counter(); count = sum(len(b) for b in it); store = count / (time.perf_counter() - t)
+    ram = np.asarray(load_dataset(root).frames)
+    t = time.perf_counter(); count = 0
+    for k in range(batches):
+        rows = np.random.default_rng(k).choice(n, min(32, n), replace=False); count += len(ram[rows])
+    print(json.dumps({"frames_per_s": store, "ram_frames_per_s": count / (time.perf_counter() - t)}))
+"""
+
+
+def reader(root: Path, workers: int, batches: int) -> dict:
+    script = root.parent / "reader_bench.py"     # a file: spawned workers import its class
+    script.write_text(READER)
+    out = subprocess.run([sys.executable, str(script), str(root), str(workers), str(batches)], cwd=ROOT,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"workers": workers, "frames_per_s": round(r["frames_per_s"], 1),
+            "ram_frames_per_s": round(r["ram_frames_per_s"], 1)}
+
+
+def train_rate(dataset: Path, work: Path, name: str, stream: bool, steps: int) -> dict:
+    out = work / f"train-{name}"
+    import shutil
+    shutil.rmtree(out, ignore_errors=True)
+    args = solargen("train", "--config", "ddpm-64-class-cpu", "--set", f"data.dataset={dataset}",
+                    "--set", "model.channels=3", "--set", f"train.max_steps={steps}",
+                    "--set", "train.sample_every=0", "--set", f"train.checkpoint_every={steps * 10}",
+                    "--set", f"output_dir={out}", "--set", f"data.stream={str(stream).lower()}",
+                    "--set", "data.loader_workers=1")
+    result = run(args)
+    log = [line.split(",") for line in (out / "log.csv").read_text().splitlines()[1:]]
+    first, last = log[len(log) // 5], log[-1]        # past warm-up (and the loader's start-up)
+    rate = (int(last[0]) - int(first[0])) * 16 / (float(last[4]) - float(first[4]))
+    return {"wall_s": round(result["wall_s"], 1), "img_per_s": round(rate, 2),
+            "losses": [float(row[1]) for row in log]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", type=Path, default=Path("runs/data-scale"))
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000, 50000],
+                   help="survey lengths (frames) of the RSS-against-N builds (64 px sources)")
+    p.add_argument("--big-frames", type=int, default=1000, help="frames of the 512 px survey")
+    p.add_argument("--real-bundle", type=Path, help="the 2012 bundle .npz (rebuild check)")
+    p.add_argument("--baseline-commit", help="an earlier commit whose `data build` writes frames.npy")
+    p.add_argument("--train-steps", type=int, default=40)
+    args = p.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"synthetic_surveys": True, "builds": []}
+
+    for n in args.sizes:                                  # peak RSS against N
+        src = survey(args.work, f"survey64-{n}", n, 64)
+        summary["builds"].append(measure_build(src, 64, args.work / f"ds64-{n}"))
+        print(summary["builds"][-1], flush=True)
+    big = survey(args.work, f"survey512-{args.big_frames}", args.big_frames, 512)
+    for size in (256, 128):
+        summary["builds"].append(measure_build(big, size, args.work / f"ds{size}"))
+        print(summary["builds"][-1], flush=True)
+    summary["builds"].append(measure_build(big, 256, args.work / "ds256-ray", executor="ray"))
+    print(summary["builds"][-1], flush=True)
+    from solargen.data.store import store_checksum
+    summary["local_vs_ray_identical"] = (store_checksum(args.work / "ds256" / "frames.zarr")
+                                         == store_checksum(args.work / "ds256-ray" / "frames.zarr"))
+    resume = kill_and_resume(survey(args.work, f"survey64-{args.sizes[1]}", args.sizes[1], 64), 64, args.work)
+    summary["resume"] = resume
+    summary["resume_identical"] = resume["resume_identical"]
+    print(resume, flush=True)
+
+    summary["reader"] = {}
+    for size, root in ((64, args.work / f"ds64-{args.sizes[0]}"), (128, args.work / "ds128"),
+                       (256, args.work / "ds256")):
+        summary["reader"][str(size)] = [reader(root, w, 60 if size == 256 else 120) for w in (1, 2)]
+        print(size, summary["reader"][str(size)], flush=True)
+
+    if args.real_bundle:
+        real = args.work / "aia3-2012-64-store"
+        shared = args.real_bundle.resolve().parents[1]
+        common = ["--images", str(args.real_bundle.resolve()), "--goes", str(shared / "goes" / "goes_xrs_5min_2011_2012.csv"),
+                  "--flares", str(shared / "flares" / "hek_goes_flares_2003_2023.csv"),
+                  "--cmes", str(shared / "cmes" / "cdaw_cme_list_2010_2018.csv"),
+                  "--size", "64", "--channels", "171,131,94"]
+        if not (real / "meta.json").is_file():
+            run(solargen("data", "build", *common, "--out", str(real)))
+        check = {"store": str(real)}
+        if args.baseline_commit:
+            tree = args.work / f"tree-{args.baseline_commit}"
+            if not tree.exists():
+                subprocess.run(["git", "worktree", "add", "-f", str(tree), args.baseline_commit], cwd=ROOT,
+                               check=True, capture_output=True)
+            old = args.work / "aia3-2012-64-npy"
+            if not (old / "meta.json").is_file():
+                run([sys.executable, "-m", "solargen", "data", "build", *common, "--out", str(old.resolve())],
+                    env={"PYTHONPATH": str(tree.resolve())}, cwd=tree)
+            assert (old / "frames.npy").is_file(), "the baseline build should write frames.npy"
+            from solargen.data.dataset import load_dataset
+            a, b = load_dataset(old), load_dataset(real)
+            fa, fb = np.asarray(a.frames, np.float32), np.asarray(b.frames, np.float32)
+            check.update({"baseline_commit": args.baseline_commit, "frames": int(len(fb)),
+                          "same_frame_count": len(fa) == len(fb),
+                          "max_abs_difference": float(np.abs(fa - fb).max()) if len(fa) == len(fb) else None,
+                          "labels_equal": bool(a.labels.equals(b.labels.drop(columns="slot"))),
+                          "normalisation_equal": a.meta["normalisation"] == b.meta["normalisation"]})
+            ram = train_rate(old.resolve(), args.work, "ram", False, args.train_steps)
+            store = train_rate(real.resolve(), args.work, "store", True, args.train_steps)
+            check["generator_losses_identical"] = ram["losses"] == store["losses"]
+            summary["train_64"] = {"steps": args.train_steps, "batch_size": 16, "loader_workers": 1,
+                                   "ram_img_per_s": ram["img_per_s"], "store_img_per_s": store["img_per_s"],
+                                   "ram_wall_s": ram["wall_s"], "store_wall_s": store["wall_s"],
+                                   "note": "img/s over the logged steps after the first fifth (log.csv "
+                                           "seconds); wall_s: the whole process, start-up included"}
+            summary["train_store_vs_ram_64"] = round(store["img_per_s"] / ram["img_per_s"], 3)
+        summary["real_2012_rebuild"] = check
+        print(check, flush=True)
+
+    rate = max(r["frames_per_s"] for r in summary["reader"]["64"] if r["workers"] == 1)
+    summary["reader_workers_for_5600_img_s_64px"] = int(np.ceil(5600 / rate))
+    from solargen import io
+    summary.update(io.provenance())
+    io.write_json(args.out / "summary.json", summary)
+    figure(summary, args.out / "data_scale.png")
+    print(json.dumps(summary, indent=1))
+
+
+def figure(summary: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    local64 = [b for b in summary["builds"] if b["size"] == 64 and b["executor"] == "local"]
+    axes[0].plot([b["frames"] for b in local64], [b["peak_rss_mb"] for b in local64], "o-", label="peak RSS (MB)")
+    axes[0].set_xlabel("frames in the survey (3 channels, 64 px)")
+    axes[0].set_ylabel("peak RSS of the largest process (MB)")
+    axes[0].set_ylim(0, max(b["peak_rss_mb"] for b in local64) * 1.3)
+    axes[0].set_title("build memory against N (SYNTHETIC survey)")
+    sizes = sorted(summary["reader"], key=int)
+    for w in (1, 2):
+        axes[1].plot([int(s) for s in sizes], [next(r["frames_per_s"] for r in summary["reader"][s] if r["workers"] == w)
+                                               for s in sizes], "o-", label=f"store, {w} worker(s)")
+    axes[1].plot([int(s) for s in sizes], [summary["reader"][s][0]["ram_frames_per_s"] for s in sizes], "k--",
+                 label="in RAM")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("frame size (px)")
+    axes[1].set_ylabel("frames / s")
+    axes[1].set_title("reader throughput (3 channels)")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
