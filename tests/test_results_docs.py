@@ -37,3 +37,22 @@ def test_a_tampered_summary_is_reported(tmp_path):
     (copy / "README.md").write_text((copy / "README.md").read_text().replace("no detectable effect", "helps"))
     found = bench.problems(copy)
     assert any("summary.json" in p for p in found) and any("README.md lacks" in p for p in found)
+
+
+SCALE = sorted(p.parent for p in (ROOT / "docs" / "results").glob("*-data-scale/summary.json"))
+
+
+@pytest.mark.parametrize("folder", SCALE, ids=[f.name for f in SCALE])
+def test_data_scale_readme_is_generated_from_its_summary(folder, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+    script = [sys.executable, str(ROOT / "bench" / "data_scale.py"), "report", "--check"]
+    assert subprocess.run([*script, str(folder)], capture_output=True).returncode == 0
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    text = (copy / "README.md").read_text()
+    first = next(w for w in text.split() if w.replace(",", "").replace(".", "").isdigit() and len(w) > 2)
+    (copy / "README.md").write_text(text.replace(first, first + "1", 1))
+    checked = subprocess.run([*script, str(copy)], capture_output=True, text=True)
+    assert checked.returncode != 0 and "disagrees" in checked.stderr
