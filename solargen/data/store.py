@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from solargen import io
 from solargen.errors import SolargenError
@@ -175,8 +176,8 @@ class FrameStore:
         group.create_array("frames", shape=(len(plan), len(channels), size, size), dtype="float32",
                            chunks=(1, len(channels), size, size), compressors=compressor(),
                            fill_value=np.nan)
-        with io.atomic_path(store.path / "build" / "plan.parquet") as tmp:
-            plan.to_parquet(tmp, index=False)
+        with io.atomic_path(store.path / "build" / "plan.parquet") as tmp:   # a row group a part
+            plan.to_parquet(tmp, index=False, row_group_size=part_slots)
         group.attrs.update(identity)   # last: a store with attrs and a plan is initialised
         return store
 
@@ -194,8 +195,10 @@ class FrameStore:
         return range(part * a["part_slots"], min((part + 1) * a["part_slots"], a["n_slots"]))
 
     def plan(self, part: int | None = None) -> pd.DataFrame:
-        table = pd.read_parquet(self.path / "build" / "plan.parquet")
-        return table if part is None else table.iloc[self.part_range(part).start:self.part_range(part).stop]
+        """The slot table, or one part's rows (its own row group: a part reads only its slots)."""
+        if part is None:
+            return pd.read_parquet(self.path / "build" / "plan.parquet")
+        return pq.ParquetFile(self.path / "build" / "plan.parquet").read_row_group(part).to_pandas()
 
     def frames_array(self, mode: str = "r"):
         import zarr
