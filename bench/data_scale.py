@@ -395,10 +395,11 @@ def render_readme(summary: dict) -> str:
         for name, r in runs.items():
             lines.append(f"| {name} | {r['best_val_score']:.4f} | {r['val_metric']} | {r['best_epoch']} | "
                          f"{r['wall_s']:.0f} | {r['peak_rss_mb']:.0f} |")
-        lines += ["", f"Store and frames.npy runs give the same best score, epoch and thresholds: "
-                      f"{fc['store_equals_npy']}. The lazily read run draws its augmentations per sample in the "
-                      "loader worker rather than per batch over cached frames, so its numbers are a run of "
-                      f"its own, not a reproduction. Measured at commit {fc['git_commit']}."]
+        keys = ("best_val_score", "best_epoch", "thresholds")
+        same = {name: all(r[k] == runs["npy"][k] for k in keys) for name, r in runs.items() if name != "npy"}
+        lines += ["", "Same best validation score, best epoch and decision thresholds as the frames.npy run: "
+                  + "; ".join(f"{name}: {value}" for name, value in same.items())
+                  + f". Measured at commit {fc['git_commit']}."]
     lines += ["", "## What 2010-2020 SDOMLv2 would take (projection from the rates above)", ""]
     b256 = next(b for b in builds if b["size"] == 256 and b["executor"] == "local")
     b128 = next(b for b in builds if b["size"] == 128 and b["executor"] == "local")
