@@ -133,9 +133,11 @@ def test_store_over_loopback_http_builds_the_same(survey, reference, tmp_path):
     assert local.meta["normalisation"] == remote.meta["normalisation"]
 
 
-def test_streaming_statistics_equal_numpy():
+@pytest.mark.parametrize("signed", [False, True], ids=["brightness", "signed"])
+def test_streaming_statistics_equal_numpy(signed):
     rng = np.random.default_rng(0)
-    frames = [rng.gamma(2.0, 30.0, size=(2, 24, 24)).astype(np.float32) for _ in range(9)]
+    frames = [(rng.normal(0.0, 80.0, size=(2, 24, 24)) if signed else rng.gamma(2.0, 30.0, size=(2, 24, 24))
+               ).astype(np.float32) for _ in range(9)]
     parts = [PartialStats.empty(2) for _ in range(3)]
     for k, frame in enumerate(frames):
         parts[k % 3].add(frame)
@@ -244,3 +246,33 @@ def test_a_128px_store_dataset_trains_with_the_shipped_config_and_the_studio_ser
     assert result["images"].shape == (1, 1, 128, 128) and np.isfinite(result["images"]).all()
     frames, times = studio.real_frames(str(tmp_path / "ds128"), info, letter, 2, 0)
     assert frames.shape[1:] == (1, 128, 128) and len(times) == len(frames) > 0
+
+
+def test_a_signed_magnetogram_channel_keeps_its_polarity(tmp_path):
+    """An HMI-like component (SDOMLv2 names them Bx / By / Bz): --scaling signed keeps negative
+    values through the store and the percentile normalisation."""
+    import pandas as pd
+    import zarr
+    from numcodecs import Blosc
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:32, :32]
+    disk = np.hypot(yy - 15.5, xx - 15.5) < 14
+    times = pd.date_range("2012-01-01", periods=40, freq="6h", tz="UTC")
+    group = zarr.open_group(tmp_path / "hmi.zarr", mode="w", zarr_format=2).create_group("2012")
+    arr = group.create_array("Bz", shape=(40, 32, 32), dtype="float32", chunks=(15, 32, 32),
+                             compressors=Blosc(cname="zstd", shuffle=Blosc.BITSHUFFLE))
+    arr[:] = (rng.normal(0, 150, (40, 32, 32)) * disk).astype(np.float32)
+    arr.attrs["T_OBS"] = [t.strftime("%Y-%m-%dT%H:%M:%S.00Z") for t in times]
+    goes = pd.DataFrame({"time": pd.date_range("2012-01-01", periods=4000, freq="5min").strftime(
+        "%Y-%m-%dT%H:%M:%S"), "xrsa": 1e-8, "xrsb": 1e-6})
+    goes.to_csv(tmp_path / "goes.csv", index=False)
+    ds = build_dataset(BuildConfig(images=str(tmp_path / "hmi.zarr"), goes=tmp_path / "goes.csv",
+                                   channels=("Bz",), size=16, scaling="signed",
+                                   norm_window=("2012-01-01", "2012-01-06")), tmp_path / "ds",
+                       progress=False, workers=1)
+    assert len(ds) == 40 and ds.meta["n_skipped"] == 0
+    lo, hi = ds.meta["normalisation"]["lo"][0], ds.meta["normalisation"]["hi"][0]
+    assert lo < -10 < 10 < hi
+    frames = np.asarray(ds.frames, np.float32)
+    assert frames.min() < -0.5 and frames.max() > 0.5
+    assert abs(float(np.median(frames[:, :, 4:12, 4:12]))) < 0.1      # zero field sits mid-range

@@ -65,15 +65,20 @@ BLACKOUT = "blacked-out region"
 WRITE_BLOCK = 16          # slots written to the store per call
 
 
-def blacked_out(image: np.ndarray, value_range: tuple[float, float] | None, limit: float) -> float | None:
+def blacked_out(image: np.ndarray, value_range: tuple[float, float] | None, limit: float,
+                signed: bool = False) -> float | None:
     """The fraction of the central disk (within 0.75 of the half-width, on the disk for browse
     images and level-1 AIA alike) that the largest connected black region covers, when it exceeds
     `limit`: a blacked-out block or a missing readout. Black is <= 2 of 255 for 8-bit products
-    (their JPEG noise never reaches it on the disk) and exactly 0 otherwise."""
+    (their JPEG noise never reaches it on the disk), <= 0 for other brightness and exactly 0 for
+    signed data (magnetograms)."""
     h, w = image.shape
     yy, xx = np.mgrid[:h, :w]
     disk = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2) < 0.75 * min(h, w) / 2
-    black = image <= (value_range[0] + 2 * (value_range[1] - value_range[0]) / 255 if value_range else 0.0)
+    if signed:
+        black = image == 0
+    else:
+        black = image <= (value_range[0] + 2 * (value_range[1] - value_range[0]) / 255 if value_range else 0.0)
     labels, count = ndimage.label(black & disk)
     if count == 0:
         return None
@@ -234,7 +239,7 @@ def _read_slot(source: ImageSource, row, config: BuildConfig, value_range, toler
         skipped.append((origin, message.split(": ", 1)[-1] if message.startswith(f"{origin}:") else message))
         return None
     dark = [(ch, f) for ch, img in zip(config.channels, images)
-            if (f := blacked_out(img, value_range, config.dark_fraction)) is not None]
+            if (f := blacked_out(img, value_range, config.dark_fraction, config.scaling == "signed")) is not None]
     if dark:
         skipped.append((origin, f"{BLACKOUT}: " + "; ".join(
             f"channel {ch}: a black region covers {f:.1%} of the central disk" for ch, f in dark)))

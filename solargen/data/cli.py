@@ -28,8 +28,9 @@ def _register_build(cmds: argparse._SubParsersAction) -> None:
     p.add_argument("--cmes", type=Path, help="CDAW CME list CSV (marks flares eruptive/confined)")
     p.add_argument("--size", type=int, default=64, help="output frame size (pixels, square)")
     p.add_argument("--channels", default="171", help="comma-separated AIA channels, e.g. 171,131,94")
-    p.add_argument("--scaling", default="linear", choices=("linear", "log", "asinh"),
-                   help="brightness scaling before normalisation to [-1, 1]")
+    p.add_argument("--scaling", default="linear", choices=("linear", "log", "asinh", "signed"),
+                   help="brightness scaling before normalisation to [-1, 1] (signed: values as they "
+                        "are, negatives kept, for magnetograms such as HMI Bz)")
     p.add_argument("--peak-tolerance-min", type=float, default=7.0,
                    help="a frame takes a flare's class when it is the first frame at or after the "
                         "HEK peak within this many minutes (7 in the reference paper)")

@@ -30,7 +30,7 @@ from solargen.data.store import StoreFrames
 from solargen.errors import SolargenError
 
 FRAMES_FILE, LABELS_FILE, META_FILE, REPORT_FILE = "frames.npy", "labels.parquet", "meta.json", "report.md"
-SCALINGS = ("linear", "log", "asinh")
+SCALINGS = ("linear", "log", "asinh", "signed")
 FORMAT_VERSION = 1
 
 
@@ -43,8 +43,11 @@ def scale_brightness(raw: np.ndarray, scaling: str, asinh_a: float = 0.02) -> np
 
     linear: x;  log: log10(1 + x);  asinh: asinh(x / (a * max_ref)) with max_ref = 1, i.e. the
     raw values are expected in [0, 1]-ish units or the a parameter set accordingly.
-    Negative raw values (calibrated DN can dip below 0) are clipped to 0 first.
+    Negative raw values (calibrated DN can dip below 0) are clipped to 0 first, except by `signed`
+    (x as it is: magnetograms, e.g. SDOMLv2's HMI Bx / By / Bz, keep their polarity).
     """
+    if scaling == "signed":
+        return np.asarray(raw, dtype=np.float32)
     x = np.clip(np.asarray(raw, dtype=np.float32), 0, None)
     if scaling == "linear":
         return x
@@ -58,7 +61,7 @@ def scale_brightness(raw: np.ndarray, scaling: str, asinh_a: float = 0.02) -> np
 def unscale_brightness(scaled: np.ndarray, scaling: str, asinh_a: float = 0.02) -> np.ndarray:
     """Inverse of `scale_brightness` (for non-negative raw values)."""
     y = np.asarray(scaled, dtype=np.float32)
-    if scaling == "linear":
+    if scaling in ("linear", "signed"):
         return y
     if scaling == "log":
         return np.power(10.0, y) - 1.0

@@ -43,8 +43,9 @@ STORE_DIR = "frames.zarr"
 STORE_FORMAT = "solargen-frame-store"
 STORE_VERSION = 1
 NAT = np.iinfo(np.int64).min
-# Percentiles come from a histogram over the top bits of each float32 value (non-negative scaled
-# brightness orders like its bit pattern): relative resolution 2^-(23 - DROP_BITS) = 2.4e-4.
+# Percentiles come from a histogram over the top bits of each float32 value, mapped to integers in
+# the order of the values (negative values too: signed magnetograms): relative resolution
+# 2^-(23 - DROP_BITS) = 2.4e-4.
 DROP_BITS = 12
 
 
@@ -55,7 +56,24 @@ def compressor():
 
 # ----------------------------------------------------------------------------- statistics
 
-N_BINS = 1 << (31 - DROP_BITS)
+N_BINS = 1 << (32 - DROP_BITS)
+HALF = N_BINS // 2
+
+
+def value_bins(values: np.ndarray) -> np.ndarray:
+    """Histogram bin (0..N_BINS-1) of each float32 value, in the order of the values."""
+    bits = (np.asarray(values, np.float32) + np.float32(0.0)).view(np.int32).astype(np.int64)   # -0 -> 0
+    ordered = np.where(bits >= 0, bits, -(bits & 0x7FFFFFFF) - 1)
+    return (ordered >> DROP_BITS) + HALF
+
+
+def bin_edges(index: int) -> tuple[float, float]:
+    """The values at the two ends of bin `index` of `value_bins`."""
+    out = []
+    for ordered in ((index - HALF) << DROP_BITS, ((index - HALF + 1) << DROP_BITS) - 1):
+        bits = ordered if ordered >= 0 else (-(ordered + 1)) | -0x80000000
+        out.append(float(np.array([bits], np.int64).astype(np.int32).view(np.float32)[0]))
+    return out[0], out[1]
 
 
 @dataclass
@@ -78,15 +96,15 @@ class PartialStats:
                    np.zeros((channels, N_BINS), np.int64))
 
     def add(self, scaled: np.ndarray) -> None:
-        """Add one frame (C, H, W) of scaled (non-negative) brightness."""
+        """Add one frame (C, H, W) of scaled brightness."""
         for c, plane in enumerate(np.asarray(scaled, np.float32)):
-            values = plane.ravel() + np.float32(0.0)          # -0.0 -> 0.0
+            values = plane.ravel()
             self.count[c] += values.size
             self.total[c] += values.sum(dtype=np.float64)
             self.squares[c] += np.square(values, dtype=np.float64).sum()
             self.low[c] = min(self.low[c], float(values.min()))
             self.high[c] = max(self.high[c], float(values.max()))
-            self.hist[c] += np.bincount(values.view(np.int32) >> DROP_BITS, minlength=N_BINS)
+            self.hist[c] += np.bincount(value_bins(values), minlength=N_BINS)
 
     def merge(self, other: "PartialStats") -> "PartialStats":
         return PartialStats(self.count + other.count, self.total + other.total,
@@ -111,10 +129,8 @@ class PartialStats:
             lo, frac = int(np.floor(rank)), float(rank - np.floor(rank))
 
             def at(r: int) -> float:
-                key = int(np.searchsorted(cum, r + 1))
-                edges = (np.array([key, key + 1], np.int64) << DROP_BITS)
-                edges = np.minimum(edges, np.iinfo(np.int32).max).astype(np.int32).view(np.float32)
-                return float(np.clip(edges.astype(np.float64).mean(), self.low[c], self.high[c]))
+                lo_edge, hi_edge = bin_edges(int(np.searchsorted(cum, r + 1)))
+                return float(np.clip((lo_edge + hi_edge) / 2, self.low[c], self.high[c]))
 
             out.append(at(lo) if frac == 0 else (1 - frac) * at(lo) + frac * at(lo + 1))
         return np.asarray(out)
