@@ -117,6 +117,11 @@ def test_kill_during_build_resumes_to_the_same_store_and_a_finished_build_writes
     assert {p: p.stat().st_mtime_ns for p in frames.rglob("*") if p.is_file()} == before
 
 
+class NoListing(http.server.SimpleHTTPRequestHandler):
+    def list_directory(self, path):
+        self.send_error(404, "no listing")
+
+
 def test_store_over_loopback_http_builds_the_same(survey, reference, tmp_path):
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(survey))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -126,6 +131,20 @@ def test_store_over_loopback_http_builds_the_same(survey, reference, tmp_path):
         url = f"http://127.0.0.1:{server.server_address[1]}/sdoml.zarr"
         build_dataset(config(survey, images=url), tmp_path / "http", progress=False, workers=1)
     finally:
+        server.shutdown()
+    # a server without directory listings (object stores behind plain HTTP) and a store without
+    # consolidated metadata: nothing can be listed, and the error says what is missing
+    unlisted = functools.partial(NoListing, directory=str(survey))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), unlisted)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hidden = survey / "sdoml.zarr" / ".zmetadata"
+    hidden.rename(hidden.with_name("zmetadata.off"))
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/sdoml.zarr"
+        with pytest.raises(SourceError, match="needs consolidated metadata"):
+            build_dataset(config(survey, images=url), tmp_path / "plain", progress=False, workers=1)
+    finally:
+        hidden.with_name("zmetadata.off").rename(hidden)
         server.shutdown()
     local, remote = load_dataset(reference), load_dataset(tmp_path / "http")
     assert np.array_equal(np.asarray(local.frames), np.asarray(remote.frames))

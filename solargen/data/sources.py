@@ -383,7 +383,10 @@ class ZarrSource(_MatchedChannels):
                 pieces += [(arr, k) for k in range(arr.shape[0])]
                 times += list(t_obs)
             if not pieces:
-                raise SourceError(f"{self.url}: no array for channel {ch} ('{ch}A' or '{ch}')")
+                hint = (" (no group or array could be listed: over http(s) a store needs consolidated "
+                        "metadata, .zmetadata, as SDOMLv2 carries; zarr.consolidate_metadata writes it)"
+                        if years == [None] and self.url.startswith(("http://", "https://")) else "")
+                raise SourceError(f"{self.url}: no array for channel {ch} ('{ch}A' or '{ch}'){hint}")
             t = _parse_times(times, f"{self.url} (channel {ch})")
             order = np.argsort(t.asi8, kind="stable")
             t = t[order]
