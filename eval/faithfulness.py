@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
@@ -30,6 +31,7 @@ def train_flux_regressor(frames: np.ndarray, goes_flux: np.ndarray,
     if not np.isfinite(log_flux).all():
         raise SolargenError("flux regressor: training fluxes must be positive and finite")
     mean, std = float(log_flux.mean()), float(log_flux.std() or 1.0)
+    torch.manual_seed(config.seed)   # initial weights independent of what ran before (a resumed eval)
     model = SmallCNN(in_channels=frames.shape[1], num_outputs=1, sample_size=min(64, frames.shape[-1]),
                      target_mean=mean, target_std=std)
     target = ((log_flux - mean) / std).astype(np.float32)

@@ -344,6 +344,10 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True,
     """Build (or resume building) the dataset directory `out`; see the module docstring.
     executor 'local': a process pool of `workers` (1: in this process); 'ray': one Ray task a
     part (on the cluster at `address`, else a local Ray). Every executor writes the same bytes."""
+    if executor not in ("local", "ray"):
+        raise SolargenError(f"--executor {executor!r}: choose local or ray")
+    if workers is not None and workers < 1:
+        raise SolargenError(f"--workers {workers} must be at least 1")
     out = Path(out)
     store = init_build(config, out)
     todo = [p for p in range(store.n_parts) if not store.part_done(p)]
@@ -353,6 +357,8 @@ def build_dataset(config: BuildConfig, out: str | Path, progress: bool = True,
 
 def run_parts(config: BuildConfig, store_path: str, parts: list[int], executor: str,
               workers: int | None, address: str | None, progress: bool) -> None:
+    """Stage 2 for `parts`: in this process, a spawned process pool, or Ray tasks (ray is an
+    optional extra, imported only here)."""
     bar = tqdm(total=len(parts), desc="building parts", unit="part", disable=not progress)
     if executor == "ray":
         import ray
@@ -365,7 +371,7 @@ def run_parts(config: BuildConfig, store_path: str, parts: list[int], executor: 
             done, pending = ray.wait(pending, num_returns=1)
             ray.get(done)
             bar.update(len(done))
-    elif executor == "local":
+    else:
         workers = workers or min(len(parts), os.cpu_count() or 1) or 1
         if workers == 1:
             for p in parts:
@@ -376,8 +382,6 @@ def run_parts(config: BuildConfig, store_path: str, parts: list[int], executor: 
                 for future in as_completed([pool.submit(load_part, config, store_path, p) for p in parts]):
                     future.result()
                     bar.update(1)
-    else:
-        raise SolargenError(f"--executor {executor!r}: choose local or ray")
     bar.close()
 
 
