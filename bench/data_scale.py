@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +23,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from solargen import io
+from solargen.data.dataset import load_dataset
+from solargen.data.store import store_checksum
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = "94,131,171"
@@ -66,7 +70,6 @@ def build_args(src: Path, size: int, out: Path, executor: str = "local", workers
 
 
 def measure_build(src: Path, size: int, out: Path, executor: str = "local") -> dict:
-    import shutil
     shutil.rmtree(out, ignore_errors=True)
     result = run(build_args(src, size, out, executor))
     meta = json.loads((out / "meta.json").read_text())
@@ -84,8 +87,6 @@ def measure_build(src: Path, size: int, out: Path, executor: str = "local") -> d
 
 
 def kill_and_resume(src: Path, size: int, work: Path) -> dict:
-    from solargen.data.store import store_checksum
-    import shutil
     whole, killed = work / "resume-whole", work / "resume-killed"
     for path in (whole, killed):
         shutil.rmtree(path, ignore_errors=True)
@@ -154,7 +155,6 @@ def reader(root: Path, workers: int, batches: int) -> dict:
 
 def train_rate(dataset: Path, work: Path, name: str, stream: bool, steps: int) -> dict:
     out = work / f"train-{name}"
-    import shutil
     shutil.rmtree(out, ignore_errors=True)
     args = solargen("train", "--config", "ddpm-64-class-cpu", "--set", f"data.dataset={dataset}",
                     "--set", "model.channels=3", "--set", f"train.max_steps={steps}",
@@ -174,7 +174,6 @@ def forecaster(argv: list[str]) -> None:
     fold f1 of the frames.npy build and of the store build of the same frames (same seed), and on
     the store read lazily per batch (cache off, one loader worker); adds "forecaster" to the
     folder's summary.json and re-renders its README."""
-    from solargen import io
     p = argparse.ArgumentParser(prog="data_scale.py forecaster")
     for name in ("--npy", "--store", "--work", "--out"):
         p.add_argument(name, type=Path, required=True)
@@ -186,7 +185,6 @@ def forecaster(argv: list[str]) -> None:
     out = {}
     for name, (data, extra) in runs.items():
         folder = args.work / f"forecast-{name}"
-        import shutil
         shutil.rmtree(folder, ignore_errors=True)
         result = run(solargen("forecast", "train", "--config", args.config, "--data", str(data), "--out",
                               str(folder), "--fold", "f1", "--seed", "0", *extra))
@@ -209,7 +207,6 @@ def main() -> None:
         forecaster(sys.argv[2:])
         return
     if sys.argv[1:2] == ["report"]:   # README.md from summary.json: write, or --check it agrees
-        from solargen import io
         check = "--check" in sys.argv
         for folder in (Path(a) for a in sys.argv[2:] if a != "--check"):
             text = render_readme(io.read_json(folder / "summary.json"))
@@ -228,7 +225,6 @@ def main() -> None:
     p.add_argument("--baseline-commit", help="an earlier commit whose `data build` writes frames.npy")
     p.add_argument("--train-steps", type=int, default=40)
     args = p.parse_args()
-    from solargen import io
     provenance = io.provenance()                  # the tree the measurements ran on
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -244,7 +240,6 @@ def main() -> None:
         print(summary["builds"][-1], flush=True)
     summary["builds"].append(measure_build(big, 256, args.work / "ds256-ray", executor="ray"))
     print(summary["builds"][-1], flush=True)
-    from solargen.data.store import store_checksum
     summary["local_vs_ray_identical"] = (store_checksum(args.work / "ds256" / "frames.zarr")
                                          == store_checksum(args.work / "ds256-ray" / "frames.zarr"))
     resume = kill_and_resume(survey(args.work, f"survey64-{args.sizes[1]}", args.sizes[1], 64), 64, args.work)
@@ -278,7 +273,6 @@ def main() -> None:
                 run([sys.executable, "-m", "solargen", "data", "build", *common, "--out", str(old.resolve())],
                     env={"PYTHONPATH": str(tree.resolve())}, cwd=tree)
             assert (old / "frames.npy").is_file(), "the baseline build should write frames.npy"
-            from solargen.data.dataset import load_dataset
             a, b = load_dataset(old), load_dataset(real)
             fa, fb = np.asarray(a.frames, np.float32), np.asarray(b.frames, np.float32)
             check.update({"baseline_commit": args.baseline_commit, "frames": int(len(fb)),

@@ -199,7 +199,6 @@ def load_part(config: BuildConfig, store_path: str, part: int, progress: bool = 
     window = attrs["stats_window"] and [pd.Timestamp(t) for t in attrs["stats_window"]]
     stats = PartialStats.empty(len(config.channels))
     present = np.zeros(len(plan), bool)
-    t_source = np.full((len(plan), len(config.channels)), NAT, np.int64)
     skipped: list[tuple[str, str]] = []
     block = np.full((WRITE_BLOCK, len(config.channels), config.size, config.size), np.nan, np.float32)
     rows = plan.itertuples(index=False)
@@ -211,16 +210,22 @@ def load_part(config: BuildConfig, store_path: str, part: int, progress: bool = 
         frame = _read_slot(source, row, config, value_range, attrs["tolerance_min"], skipped)
         if frame is None:
             continue
-        t_source[k] = [source.channel_times(ch)[int(getattr(row, f"source_{ch}"))].value
-                       for ch in config.channels]
         block[k % WRITE_BLOCK] = frame
         present[k] = True
         if window and window[0] <= row.t_slot < window[1]:
             stats.add(scale_brightness(frame, config.scaling))
     tail = (len(plan) - 1) % WRITE_BLOCK + 1
     frames[slots.stop - tail:slots.stop] = block[:tail]
+    t_source = np.stack([_source_times(source, ch, plan[f"source_{ch}"].to_numpy(), present)
+                         for ch in config.channels], axis=1)
     store.write_part(part, PartResult(present, t_source, stats, skipped))
     return int(present.sum())
+
+
+def _source_times(source: ImageSource, channel: str, index: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """ns since the epoch of each present slot's `channel` frame (NAT where absent)."""
+    times = source.channel_times(channel).as_unit("ns").asi8
+    return np.where(present & (index >= 0), times[np.maximum(index, 0)], NAT)
 
 
 def _read_slot(source: ImageSource, row, config: BuildConfig, value_range, tolerance_min: float,

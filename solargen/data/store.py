@@ -35,6 +35,9 @@ import pyarrow.parquet as pq
 from solargen import io
 from solargen.errors import SolargenError
 
+# zarr is imported where a store is opened: solargen.data.dataset (imported by every command)
+# imports this module, and zarr adds about 0.3 s to a start-up that never touches a store.
+
 class StoreError(SolargenError):
     """A frame store that is incomplete or was made for other settings."""
 
@@ -310,10 +313,6 @@ class StoreFrames:
     def __len__(self) -> int:
         return self.shape[0]
 
-    @property
-    def ndim(self) -> int:
-        return 4
-
     def _frames(self):
         if self._array is None or self._pid != os.getpid():
             import zarr
@@ -333,11 +332,7 @@ class StoreFrames:
         return out
 
     def __getitem__(self, rows) -> np.ndarray:
-        if isinstance(rows, tuple):
-            out = self[rows[0]]
-            return out[(slice(None),) + rows[1:]] if out.ndim == 4 else out[rows[1:]]
-        if isinstance(rows, (list, np.ndarray)) and np.asarray(rows).dtype == bool:
-            rows = np.flatnonzero(rows)
+        """Rows (an int, slice or integer array) normalised to [-1, 1], float16."""
         raw = self.raw(np.asarray(rows) if isinstance(rows, list) else rows)
         return self.normalisation.normalise(raw).astype(np.float16)
 

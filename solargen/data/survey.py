@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from solargen import io
-from solargen.data.synthetic import _write_sources
+from solargen.data.synthetic import write_sources
 from solargen.data.synthetic_sun import CHANNEL_LOOKS, SyntheticSun, SyntheticSunConfig
 from solargen.errors import SolargenError
 
@@ -128,7 +128,7 @@ def write_survey(cfg: SurveyConfig, out: str | Path, progress: bool = True) -> d
         flush(key)
     zarr.consolidate_metadata(out / "sdoml.zarr", zarr_format=2)   # .zmetadata: readable over HTTP
     goes, events = sun.goes(), sun.events()
-    _write_sources(out, goes, events)
+    write_sources(out, goes, events)
     summary = {"config": asdict(cfg), "frames": len(times), "first": times[0].isoformat(),
                "last": times[-1].isoformat(),
                "missing_per_channel": {ch: int((~keep[c]).sum()) for c, ch in enumerate(cfg.channels)},

@@ -31,7 +31,7 @@ def write_synthetic_dataset(cfg: SyntheticSunConfig, out: str | Path, progress: 
     labels, counts = label_frames(sun.times, goes, events)
     labels["stale"] = False
     labels["origin"] = [f"synthetic frame {i}" for i in range(len(labels))]
-    _write_sources(out / "sources", goes, events)
+    write_sources(out / "sources", goes, events)
     norm = Normalisation("linear", (0.0,) * len(cfg.channels), (255.0,) * len(cfg.channels))
     letters = events["goes_class"].str[0].value_counts()
     meta = {
@@ -55,7 +55,7 @@ def write_synthetic_dataset(cfg: SyntheticSunConfig, out: str | Path, progress: 
     return write_dataset(out, norm.normalise(frames), labels, meta, report)
 
 
-def _write_sources(folder: Path, goes: pd.DataFrame, events: pd.DataFrame) -> None:
+def write_sources(folder: Path, goes: pd.DataFrame, events: pd.DataFrame) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with io.atomic_path(folder / "goes_xrs_5min.csv") as tmp:
         pd.DataFrame({"time": goes.index.strftime("%Y-%m-%dT%H:%M:%S"),
