@@ -339,7 +339,7 @@ def render_readme(summary: dict) -> str:
               "finalise stage's labels and the GOES series of the longer span, not frames.", "",
               "Not measured as asked: the issue's 50,000-frame build at 256 px from 512 px sources. Its "
               "source alone is 50,000 x 3 x 1 MiB = 150 GB before compression (more than this machine's "
-              "free disk) and rendering it takes about an hour here; the RSS-against-N series therefore uses "
+              "free disk); the RSS-against-N series therefore uses "
               "64 px sources, and the 512 px survey is the size the disk and session allow.", "",
               "## Kill -9 and resume", "",
               f"A {summary['resume']['frames']:,}-frame build ({summary['resume']['parts']} parts) killed with "
