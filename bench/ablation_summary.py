@@ -1,5 +1,5 @@
 """Check (default) or refresh the summary and verdict of committed ablation result folders from
-their results.json: summary.json must equal what forecasting.ablation_report generates, and the
+their results.json: summary.json must equal what experiments.ablation_report generates, and the
 README must carry every verdict sentence of results.json.
 
     python bench/ablation_summary.py docs/results/*-ablation-*          # check; exit 1 on a mismatch
@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from forecasting.ablation_report import summarise  # noqa: E402
+from experiments.ablation_report import summarise  # noqa: E402
 from solargen import io  # noqa: E402
 
 

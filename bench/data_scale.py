@@ -46,7 +46,7 @@ def run(cmd: list[str], env: dict | None = None, cwd: Path = ROOT) -> dict:
 
 
 def solargen(*args: str) -> list[str]:
-    return [sys.executable, "-m", "solargen", *args]
+    return [sys.executable, "-m", "application", *args]
 
 
 def survey(work: Path, name: str, frames: int, size: int) -> Path:
@@ -270,7 +270,7 @@ def main() -> None:
                                check=True, capture_output=True)
             old = args.work / "aia3-2012-64-npy"
             if not (old / "meta.json").is_file():
-                run([sys.executable, "-m", "solargen", "data", "build", *common, "--out", str(old.resolve())],
+                run([sys.executable, "-m", "application", "data", "build", *common, "--out", str(old.resolve())],
                     env={"PYTHONPATH": str(tree.resolve())}, cwd=tree)
             assert (old / "frames.npy").is_file(), "the baseline build should write frames.npy"
             a, b = load_dataset(old), load_dataset(real)

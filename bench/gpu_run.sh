@@ -30,7 +30,7 @@ done
 if [ "$smoke" = 1 ]; then
   # Same phases at toy sizes: 16 px synthetic frames, an XS UNet, a few steps, no compile.
   mkdir -p "$work"
-  $PY -m solargen data synthetic --n 120 --size 16 --out "$work/synthetic" >/dev/null
+  $PY -m application data synthetic --n 120 --size 16 --out "$work/synthetic" >/dev/null
   bundle="$work/bundle"
   $PY bench/gpu_run.py bundle --dataset "$work/synthetic" --out "$bundle" >/dev/null
   extra=(--set model.size=XS model.resolution=16 model.attention_max_resolution=4 train.batch_size=8

@@ -16,16 +16,16 @@ import pytest
 import torch
 import yaml
 
-import forecasting.ablation as ablation
+import experiments.ablation as ablation
 import solargen.diffusion.train as diffusion_train
-from forecasting.ablation import (AblationError, LeakageError, assert_no_leakage, check_generator_fold,
+from experiments.ablation import (AblationError, LeakageError, assert_no_leakage, check_generator_fold,
                                   load_ablation_config, plan_cells)
-from forecasting.ablation_runner import run_ablation
-from forecasting.ablation_report import SECTIONS
+from experiments.ablation_runner import run_ablation
+from experiments.ablation_report import SECTIONS
 from forecasting.augment import (STRATEGIES, SyntheticSamples, Transformed, classical_transform,
                                  count_origin, minority_picks, oversample_weights, seeded)
 from forecasting.tasks import get_task, make_dataset, part_samples
-from solargen.application.cli import main as cli_main
+from application.cli import main as cli_main
 from solargen.config import ConfigError
 from solargen.data.dataset import load_dataset, write_dataset
 from solargen.data.splits import Fold, load_folds
@@ -396,8 +396,8 @@ def _fake(strategy: str, n: int, seed: int, fold: str, tss: float) -> dict:
 
 
 def test_statistics_and_verdicts_follow_the_numbers():
-    from forecasting.ablation_report import _overall, aggregate, summary_json
-    from forecasting.ablation_stats import compare, units_table
+    from experiments.ablation_report import _overall, aggregate, summary_json
+    from experiments.ablation_stats import compare, units_table
     units = [(s, f) for s in range(3) for f in ("f1", "f2", "f3", "f4")]   # 12 (fold, seed) pairs
     rng = np.random.default_rng(0)
     base = {u: 0.2 + 0.05 * rng.standard_normal() for u in units}
@@ -465,8 +465,8 @@ def test_synthetic_history_of_a_class_without_real_hosts_is_an_error():
 
 
 def test_summary_counts_a_strategys_own_collapsed_cells_and_each_left_out_pair_once():
-    from forecasting.ablation_report import _overall, aggregate, summary_json
-    from forecasting.ablation_stats import compare, units_table
+    from experiments.ablation_report import _overall, aggregate, summary_json
+    from experiments.ablation_stats import compare, units_table
     results = []
     for i, (s, f) in enumerate((s, f) for s in range(2) for f in ("f1", "f2", "f3")):
         for strategy, n, tss in (("none", 0, 0.1 * i), ("synthetic", 100, 0.1 * i + 0.05)):

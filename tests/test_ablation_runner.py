@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forecasting.ablation import AblationError, load_ablation_config, plan_cells
-from forecasting.ablation_runner import Claim, run_ablation
+from experiments.ablation import AblationError, load_ablation_config, plan_cells
+from experiments.ablation_runner import Claim, run_ablation
 from test_ablation import write_config, write_folds, write_tiny_dataset
 
 pytestmark = pytest.mark.slow
@@ -127,7 +127,7 @@ def test_two_runners_on_one_directory_compute_every_cell_once(grid, local_run):
     tmp, config_file = grid
     out = tmp / "shared"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    procs = [subprocess.Popen([sys.executable, "-m", "solargen", "ablate", "--config", str(config_file),
+    procs = [subprocess.Popen([sys.executable, "-m", "application", "ablate", "--config", str(config_file),
                                "--out", str(out)], cwd=tmp, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=900) for p in procs]

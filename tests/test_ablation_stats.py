@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.ablation_stats import MIN_PAIRS, bootstrap_ci, compare, holm, verdict, wilcoxon_p
+from experiments.ablation_stats import MIN_PAIRS, bootstrap_ci, compare, holm, verdict, wilcoxon_p
 
 
 def cells(shift: float, folds: int, seeds: int, rng: np.random.Generator, collapsed: set = frozenset()):

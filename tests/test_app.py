@@ -39,7 +39,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def app_module(tmp_path_factory):
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
-    import solargen.application.app as module
+    import application.app as module
     return importlib.reload(module)           # reads GRADIO_TEMP_DIR afresh
 
 
@@ -64,7 +64,7 @@ def _args(out: Path, **changes) -> list:
                   classifier=str(out / "eval" / "models" / "classifier"), flare_class=None,
                   log_flux=-5.0, guidance=1.0, sampler="dpm", steps=2, seed=0, count=3)
     if values["flare_class"] is None:
-        from solargen.application.studio import inspect_model
+        from application.studio import inspect_model
         values["flare_class"] = inspect_model(values["model"]).known_classes[0]  # the commonest
     values.update(changes)
     return list(values.values())
@@ -120,7 +120,7 @@ def test_invalid_inputs_give_readable_errors(client, studio_url, change, message
 
 def test_class_the_model_did_not_learn_is_refused(studio_url):
     from solargen.data.goes import GOES_CLASSES
-    from solargen.application.studio import SampleRequest, StudioError, generate, inspect_model
+    from application.studio import SampleRequest, StudioError, generate, inspect_model
     model = studio_url[1] / "model" / "pipeline"
     info = inspect_model(model)
     missing = [c for c in GOES_CLASSES if c not in info.known_classes] or ["Q"]
@@ -129,7 +129,7 @@ def test_class_the_model_did_not_learn_is_refused(studio_url):
 
 
 def _flux_info(kind: str, known=("B", "C", "M")):
-    from solargen.application.studio import ModelInfo
+    from application.studio import ModelInfo
     return ModelInfo(path=Path("m"), kind=kind, known_classes=tuple(known), synthetic=True,
                      channels=("171",), size=16, unet_size="XS", train_steps=1, num_train_timesteps=1000,
                      label_column="goes_class", dataset="d", fold="f1", train_window=None, frames_used=1,
@@ -138,7 +138,7 @@ def _flux_info(kind: str, known=("B", "C", "M")):
 
 
 def test_flux_requests_are_checked_against_the_model(app_module):
-    from solargen.application.studio import SampleRequest, StudioError, requested_letter, validate
+    from application.studio import SampleRequest, StudioError, requested_letter, validate
     info = _flux_info("flux")
     ok = validate(SampleRequest(model="m", log_flux=-4.5, count=2, steps=3), info)
     assert requested_letter(ok) == "M" and ok.flare_class is None
@@ -172,7 +172,7 @@ def test_probabilities_are_rounded_and_the_panel_says_what_the_model_takes(clien
     probs = client.predict(*_args(out, count=2), api_name="/generate")[3]
     values = [v for row in probs["data"] for v in row[2:]]
     assert values and all(round(float(v), 3) == float(v) and len(repr(float(v))) <= 6 for v in values)
-    from solargen.application.studio import inspect_model
+    from application.studio import inspect_model
     info = inspect_model(out / "model" / "pipeline")
     assert info.kind == "class" and "no X-ray flux control" in info.describe()
 

@@ -20,7 +20,7 @@ def _run(*args: str) -> None:
 @pytest.mark.slow
 def test_conditioning_models_and_score_on_synthetic_frames(tmp_path):
     data, bundle, work, results = (tmp_path / p for p in ("synthetic", "bundle", "work", "results"))
-    _run("-m", "solargen", "data", "synthetic", "--n", "160", "--size", "16", "--out", str(data))
+    _run("-m", "application", "data", "synthetic", "--n", "160", "--size", "16", "--out", str(data))
     _run("bench/gpu_run.py", "bundle", "--dataset", str(data), "--out", str(bundle))
     _run("bench/conditioning.py", "models", "--bundle", str(bundle), "--work", str(work),
          "--config", "configs/ddpm-tiny.yaml", "--kinds", "flux", "class_latent", "--steps", "3",

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from solargen.application.cli import main as cli_main
+from application.cli import main as cli_main
 from solargen.config import ConfigError
 from solargen.data.dataset import write_dataset
 from solargen.data.goes import GoesError

@@ -82,7 +82,7 @@ def _forecast(args: list[str], processes: int, cwd: Path) -> subprocess.Complete
     head = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
              str(processes)] if processes > 1 else [sys.executable])
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([*head, "-m", "solargen", "forecast", *args], cwd=cwd, env=env,
+    return subprocess.run([*head, "-m", "application", "forecast", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 

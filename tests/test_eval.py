@@ -14,7 +14,7 @@ from eval import clusters, faithfulness, fid, fidelity, novelty
 from eval.features import to_uint8_rgb
 from solargen.diffusion.autoencoder import FitConfig, SolarAutoencoder, train_autoencoder
 from eval.generated import GeneratedSet, class_counts, draw_sets, load_png_folder, max_set_size
-from solargen.application.cli import main
+from application.cli import main
 from solargen.data.dataset import write_dataset
 
 FLUX = {"B": 3e-7, "C": 3e-6, "M": 3e-5}

@@ -17,7 +17,7 @@ from astropy.io import fits
 from PIL import Image
 
 from solargen.data.build import BuildConfig, build_dataset
-from solargen.application.cli import main
+from application.cli import main
 from solargen.data.fetch import HEK_CSV_COLUMNS, Endpoints, FetchError, Fetcher, SunpyAiaClient, fetch
 
 DAY = pd.Timestamp("2012-03-07", tz="UTC")

@@ -14,7 +14,7 @@ from forecasting.losses import LossConfig, NonFiniteLossError
 from forecasting.tasks import get_task, make_dataset, part_samples, select_samples, used_frames
 from forecasting.config import ForecastConfig
 from forecasting.train import train
-from solargen.application.cli import main as solargen_main
+from application.cli import main as solargen_main
 from solargen.data.dataset import write_dataset
 from solargen.data.splits import SplitError, check_no_leakage, load_folds
 

@@ -18,19 +18,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("solargen", "eval", "forecasting")
+PACKAGES = ("solargen", "eval", "forecasting", "experiments", "application")
 
 # (module prefix, layer, group): the first matching prefix decides. An import may go to a lower
 # layer, or within its own group; eval and forecasting share a layer and never import each other.
 LAYERS = [
-    ("solargen.application", 5, "application"), ("solargen.train", 5, "application"),
-    ("solargen.__main__", 5, "application"), ("app", 5, "application"),
-    ("forecasting.ablation", 4, "ablation"),
+    ("application", 5, "application"), ("app", 5, "application"),
+    ("experiments", 4, "experiments"),
     ("eval", 3, "eval"), ("forecasting", 3, "forecasting"),
-    ("solargen.diffusion", 2, "diffusion"),
+    ("solargen.diffusion", 2, "diffusion"), ("solargen.train", 2, "diffusion"),
     ("solargen.data", 1, "data"),
     ("solargen", 0, "base"),
 ]
+# The top-level packages in the order they may import: each only from those before it (eval and
+# forecasting side by side, never each other).
+PACKAGE_ORDER = [("solargen",), ("eval", "forecasting"), ("experiments",), ("application",), ("app",)]
 # The package root re-exports SolarDiffusionPipeline lazily (PEP 562 __getattr__): a facade, not a
 # dependency of the base layer.
 ALLOWED_UPWARD = {("solargen", "solargen.diffusion.pipeline")}
@@ -89,6 +91,16 @@ def test_layers_import_one_way():
     assert not upward, "\n".join(sorted(upward))
 
 
+def test_packages_import_one_way():
+    """At package level too: no top-level package imports one above it (or beside it)."""
+    rank = {name: i for i, names in enumerate(PACKAGE_ORDER) for name in names}
+    upward = sorted({f"{m.split('.')[0]} -> {t.split('.')[0]} ({m} imports {t})"
+                     for m, targets in import_graph().items() for t in targets
+                     if m.split(".")[0] != t.split(".")[0] and (m, t) not in ALLOWED_UPWARD
+                     and rank[t.split(".")[0]] >= rank[m.split(".")[0]]})
+    assert not upward, "\n".join(upward)
+
+
 def test_no_import_cycle():
     graph = import_graph()
     state: dict[str, int] = {}
@@ -112,9 +124,9 @@ def test_no_import_cycle():
 def test_the_checker_sees_an_upward_import(tmp_path):
     """The layer test can fail: an eval module importing the application layer is caught."""
     bad = tmp_path / "bad.py"
-    bad.write_text("from solargen.application import studio\n")
-    assert imports_of(bad, set(module_files())) == {"solargen.application.studio"}
-    assert layer_of("solargen.application.studio")[0] > layer_of("eval.fid")[0]
+    bad.write_text("from application import studio\n")
+    assert imports_of(bad, set(module_files())) == {"application.studio"}
+    assert layer_of("application.studio")[0] > layer_of("eval.fid")[0]
 
 
 # ----------------------------------------------------------------------------- dependencies
@@ -214,13 +226,13 @@ def test_wheel_runs_quickstart_and_app_outside_the_checkout(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import solargen; print(solargen.__file__)"],
                            cwd=work, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.strip().startswith(str(site)), where.stdout
-    quick = subprocess.run([sys.executable, "-m", "solargen", "quickstart", "--tiny", "--out", "q"],
+    quick = subprocess.run([sys.executable, "-m", "application", "quickstart", "--tiny", "--out", "q"],
                            cwd=work, env=env, capture_output=True, text=True, timeout=900)
     assert quick.returncode == 0, quick.stderr[-3000:]
     assert (work / "q" / "report.md").is_file()
 
     port = _free_port()
-    app = subprocess.Popen([sys.executable, "-m", "solargen", "app", "--model", "q/model/pipeline",
+    app = subprocess.Popen([sys.executable, "-m", "application", "app", "--model", "q/model/pipeline",
                             "--port", str(port)], cwd=work, env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:

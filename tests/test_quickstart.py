@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from solargen import io
-from solargen.application.cli import main as cli_main
+from application.cli import main as cli_main
 from solargen.data.dataset import load_dataset
 from solargen.data.splits import check_no_leakage, fold_indices, load_folds
 from solargen.diffusion.sample import load_npz

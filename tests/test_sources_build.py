@@ -7,7 +7,7 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-from solargen.application.cli import main
+from application.cli import main
 from solargen.data.build import BuildConfig, build_dataset
 from solargen.data.dataset import DatasetError, load_dataset
 from solargen.data.sources import SourceError, area_resize, open_source

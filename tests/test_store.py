@@ -244,7 +244,7 @@ def test_a_store_built_for_other_settings_is_never_mixed(survey, reference, tmp_
 
 
 def test_a_128px_store_dataset_trains_with_the_shipped_config_and_the_studio_serves_it(tmp_path):
-    from solargen.application import studio
+    from application import studio
     from solargen.diffusion.run_config import load_config
     from solargen.diffusion.train import train
     survey = tmp_path / "survey"

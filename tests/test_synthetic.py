@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from solargen.application.cli import main
+from application.cli import main
 from solargen.data.catalogs import read_flares
 from solargen.data.dataset import load_dataset
 from solargen.data.goes import GOES_CLASSES, read_goes

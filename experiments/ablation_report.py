@@ -3,7 +3,7 @@
 For every (task, model): each strategy's metrics as mean ± std over its cells (seeds x folds, and
 synthetic sets for the N strategies); metric-vs-N plots with bootstrap 95 % confidence bands and
 the classical floors as lines; each strategy against "none" over the same (fold, seed) units
-(forecasting.ablation_stats: mean paired difference, BCa bootstrap CI, Wilcoxon from 5 pairs, Holm
+(experiments.ablation_stats: mean paired difference, BCa bootstrap CI, Wilcoxon from 5 pairs, Holm
 across every comparison; collapsed pairs left out and counted); the device hours each strategy
 cost; and verdict sentences generated from those numbers. summary.json holds the comparisons of
 the first metric and the overall verdict.
@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from forecasting.ablation_stats import (MIN_PAIRS, Comparison, bootstrap_ci, compare,  # noqa: E402
+from experiments.ablation_stats import (MIN_PAIRS, Comparison, bootstrap_ci, compare,  # noqa: E402
                                         units_table, verdict)
 from forecasting.augment import get_strategy  # noqa: E402
 from forecasting.tasks import get_task  # noqa: E402

@@ -1,5 +1,5 @@
 """`solargen app` and `python app.py`: the options of the Gradio studio, parsed without importing
-Gradio (solargen/application/app.py is imported only to serve)."""
+Gradio (application/app.py is imported only to serve)."""
 from __future__ import annotations
 
 import argparse
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_app_command(args: argparse.Namespace) -> int:
-    from solargen.application.app import serve
+    from application.app import serve
     return serve(args)
 
 

@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from forecasting.ablation import AblationError, load_ablation_config
-    from forecasting.ablation_runner import run_ablation
+    from experiments.ablation import AblationError, load_ablation_config
+    from experiments.ablation_runner import run_ablation
     if not args.config:
         raise AblationError("--config is required (configs/ablation/<experiment>.yaml)")
     config = load_ablation_config(args.config, args.set)

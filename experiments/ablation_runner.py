@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from forecasting.ablation import (STATE_FILE, AblationConfig, AblationError, Cell, cache_root,
+from experiments.ablation import (STATE_FILE, AblationConfig, AblationError, Cell, cache_root,
                                   cell_config, cell_path, check_config, describe_plan, ensure_generator,
                                   ensure_synthetic_set, estimate_cost, generator_record_path, plan_cells,
                                   run_cell)
@@ -279,7 +279,7 @@ def run_ablation(config: AblationConfig, out_dir: str | Path, dry_run: bool = Fa
     while not all(finished(out, c, config) for c in cells):   # cells another runner holds
         time.sleep(wait_poll)
     results = [io.read_json(cell_path(out, c)) for c in cells]
-    from forecasting.ablation_report import write_report
+    from experiments.ablation_report import write_report
     report = write_report(config, results, out, generation_costs(config, out, results))
     return {"cells": [c.id for c in cells], "ran": ran, "skipped": len(cells) - len(ran),
             "report": report}

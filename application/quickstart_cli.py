@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                           "-> ablation -> one report (CPU, offline)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Run solargen's main job end to end; a second run reuses every "
-                                   "finished stage. Presets are documented in solargen/application/quickstart.py.")
+                                   "finished stage. Presets are documented in application/quickstart.py.")
     p.add_argument("--out", default="runs/quickstart", help="output directory")
     p.add_argument("--data", default="", help="a dataset directory (`solargen data build`) instead of "
                                               "the synthetic default; larger defaults apply")
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_quickstart_command(args: argparse.Namespace) -> int:
-    from solargen.application.quickstart import QuickstartConfig, preset, run_quickstart, summary
+    from application.quickstart import QuickstartConfig, preset, run_quickstart, summary
     changes = {k: v for k, v in (("folds", args.folds), ("fold", args.fold), ("seed", args.seed))
                if v is not None}
     config = load_config(QuickstartConfig, args.config, args.set,

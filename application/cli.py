@@ -18,9 +18,9 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "solargen.diffusion.cli": ("train", "sample"),
     "eval.cli": ("eval",),
     "forecasting.cli": ("forecast",),
-    "solargen.application.quickstart_cli": ("quickstart",),
-    "solargen.application.app_cli": ("app",),
-    "forecasting.ablation_cli": ("ablate",),
+    "application.quickstart_cli": ("quickstart",),
+    "application.app_cli": ("app",),
+    "experiments.ablation_cli": ("ablate",),
 }
 
 

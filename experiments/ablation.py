@@ -12,7 +12,7 @@ is scored on the real test window.
                                  and fit.json
     <cache>/generators/<fold>-<key>/   the DDPM trained on that fold's training split (once)
     <cache>/synthetic/<fold>-<key>/set<k>-....npz   synthetic sets (NPZ), nested over N
-    <out>/report.md, results.json, figures/*.png     (forecasting.ablation_report)
+    <out>/report.md, results.json, figures/*.png     (experiments.ablation_report)
 
 The classical floors (`floors`: climatology, persistence, logistic) run once per task and fold
 on the real training window (strategy "none") and stand beside the deep models in the report.

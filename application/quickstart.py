@@ -191,7 +191,7 @@ class Quickstart:
         if not self.config.synthetic:
             raise QuickstartError(f"{self.dataset}: not a solargen dataset (no meta.json); build one "
                                   "with `solargen data build`")
-        from solargen.application.cli import build_parser
+        from application.cli import build_parser
         argv = ["data", "synthetic", "--n", str(self.config.synthetic_frames), "--size",
                 str(self.config.size), "--out", str(self.dataset)]
         try:
@@ -263,7 +263,7 @@ class Quickstart:
             train=FitConfig(epochs=c.eval_epochs, seed=c.seed)))
 
     def ablation_config(self):
-        from forecasting.ablation import check_config, load_ablation_config
+        from experiments.ablation import check_config, load_ablation_config
         base = load_ablation_config(self.config.ablation_config)
         changes = dict(self.config.ablation_overrides)
         train = replace(base.train, **changes.pop("train", {}))
@@ -276,7 +276,7 @@ class Quickstart:
         return config
 
     def ablate(self) -> None:
-        from forecasting.ablation_runner import run_ablation
+        from experiments.ablation_runner import run_ablation
         run_ablation(self.ablation_config(), self.paths.ablation, progress=self.progress)
 
     # ------------------------------------------------------------------ report
@@ -291,7 +291,7 @@ class Quickstart:
 
     def write_report(self) -> Path:
         from solargen.data.dataset import load_dataset
-        from solargen.application.studio import inspect_model
+        from application.studio import inspect_model
         p, c = self.paths, self.config
         ds = load_dataset(self.dataset)
         info = inspect_model(p.model)

@@ -1,7 +1,7 @@
-"""solargen studio: a Gradio UI over solargen.application.studio (the work itself lives in the packages).
+"""solargen studio: a Gradio UI over application.studio (the work itself lives in the packages).
 
     solargen app  [--model DIR] [--dataset DIR] [--classifier DIR] [--port 7860]
-    python app.py [the same options]   (in a checkout; solargen/application/app_cli.py parses them)
+    python app.py [the same options]   (in a checkout; application/app_cli.py parses them)
 
 Pick a pipeline directory (by default the model `solargen quickstart` trained, which learned from
 SYNTHETIC data), a flare class (or, for flux models, an X-ray flux), the sampler settings and a
@@ -26,7 +26,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from solargen.application import studio  # noqa: E402
+from application import studio  # noqa: E402
 from solargen.data.dataset import to_uint8  # noqa: E402
 from solargen.data.goes import GOES_CLASSES, flux_to_class  # noqa: E402
 from solargen.diffusion.pipeline import SAMPLERS  # noqa: E402
