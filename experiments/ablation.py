@@ -49,10 +49,15 @@ from forecasting.config import ForecastConfig
 from forecasting.fold_data import FoldData
 from forecasting.train import fit, load_checkpoint
 from solargen import io
-from solargen.config import config_path, load_config, parse_yaml
+from solargen.config import config_layers, config_path, load_config
 from solargen.data.dataset import load_dataset
 from solargen.data.goes import GOES_CLASSES
 from solargen.data.splits import load_folds
+from solargen.diffusion import run_config
+from solargen.diffusion.pipeline import SolarDiffusionPipeline
+from solargen.diffusion.sample import load_npz, sample_set, write_npz
+from solargen.diffusion.train import Denoiser, build_models
+from solargen.diffusion.train import train as train_generator
 from solargen.errors import SolargenError
 
 CELLS_DIR, MODELS_DIR, STATE_FILE = "cells", "models", "ablation.json"
@@ -141,11 +146,10 @@ def load_ablation_config(path: str | Path, overrides: Sequence[str] = ()) -> Abl
     """An ablation YAML (a path or a shipped name) plus overrides, typed and checked: unknown keys,
     strategies, tasks and models are errors, and so are per-run settings the grid owns."""
     file = config_path(path)
-    raw = parse_yaml(file.read_text()) or {}
-    train = raw.get("train") or {} if isinstance(raw, dict) else {}
-    fixed = [k for k in ("data", "out", "model", "task", "folds", "fold", "seed", "crt_epochs") if k in train]
-    fixed += [o.split("=")[0] for o in overrides if o.split("=")[0] in {f"train.{k}" for k in
-              ("data", "out", "model", "task", "folds", "fold", "seed", "crt_epochs")}]
+    per_run = ("data", "out", "model", "task", "folds", "fold", "seed", "crt_epochs")
+    fixed = sorted({k for _, raw in config_layers(file) for k in per_run
+                    if isinstance(raw.get("train"), dict) and k in raw["train"]})
+    fixed += [o.split("=")[0] for o in overrides if o.split("=")[0] in {f"train.{k}" for k in per_run}]
     if fixed:
         raise AblationError(f"{file}: {', '.join(fixed)} set by the ablation grid, not per run")
     config = load_config(AblationConfig, file, overrides)
@@ -230,8 +234,7 @@ def cache_root(config: AblationConfig, out: Path) -> Path:
 
 
 def _generator_run_config(config: AblationConfig, ds, fold, label_column: str):
-    from solargen.diffusion.run_config import load_config
-    cfg = load_config(config.generator.config, config.generator.overrides)
+    cfg = run_config.load_config(config.generator.config, config.generator.overrides)
     cfg.seed = config.generator.seed
     cfg.data.dataset, cfg.data.folds, cfg.data.fold = str(ds.root), config.folds, fold.name
     cfg.data.label_column = label_column
@@ -266,8 +269,6 @@ def ensure_generator(config: AblationConfig, ds, fold, label_column: str,
                      cache: Path) -> dict[str, Any]:
     """Train (or resume, or reuse) the fold's generator; returns its record (dir, training range,
     seconds)."""
-    from solargen.diffusion.pipeline import SolarDiffusionPipeline
-    from solargen.diffusion.train import train as train_generator
     pretrained = config.generator.pretrained.get(fold.name)
     if pretrained:
         pipeline_dir = Path(pretrained)
@@ -301,8 +302,6 @@ def ensure_synthetic_set(config: AblationConfig, generator: dict[str, Any], set_
                          cache: Path) -> Path:
     """The NPZ of synthetic set `set_index`: max(N) frames per minority class the generator knows,
     sampled once and cached; image i of the set has seed 10_000_000 * (set_index + 1) + i."""
-    from solargen.diffusion.pipeline import SolarDiffusionPipeline
-    from solargen.diffusion.sample import sample_set, write_npz
     g = config.generator
     classes = [c for c in config.minority_classes if c in generator["known_classes"]]
     n_max = max(config.n_synthetic)
@@ -332,7 +331,6 @@ def ensure_synthetic_set(config: AblationConfig, generator: dict[str, Any], set_
 
 def load_synthetic(path: Path, fold, classes: list[str], n: int) -> tuple[np.ndarray, np.ndarray, dict]:
     """The first `n` frames of each class of a cached set, after checking its generator's fold."""
-    from solargen.diffusion.sample import load_npz
     s = load_npz(path)
     meta = json.loads(s["meta"])
     check_generator_fold(meta["training"], fold, str(path))
@@ -481,8 +479,6 @@ def _time_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 def _time_generator(config: AblationConfig, ds, fold, label_column: str) -> tuple[float, float]:
     """Seconds per generator training step and per image-step of sampling."""
-    from solargen.diffusion.pipeline import SolarDiffusionPipeline
-    from solargen.diffusion.train import Denoiser, build_models
     cfg = _generator_run_config(config, ds, fold, label_column)
     pretrained = config.generator.pretrained.get(fold.name)
     if pretrained:                                  # time the model that will sample; no training

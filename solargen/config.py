@@ -9,6 +9,10 @@ float). A wrong type, an unknown key or an unreadable file is a `ConfigError` na
 "override"), the key and what was expected. YAML is read with YAML 1.2 booleans (only true/false),
 so `mixed_precision: no` stays the string "no".
 
+A config inherits with a `defaults:` list of base configs (names or paths, looked up beside the
+file first, then among the shipped configs), merged in order underneath the file's own settings:
+a variant holds only its differences.
+
 Shipped configs live in the package (solargen/configs, also reachable as configs/ in a checkout):
 `config_path("configs/ddpm-64-class.yaml")` finds a file given as a path, or else the shipped file
 of that name, wherever the package is installed.
@@ -76,18 +80,11 @@ def config_path(path: str | Path) -> Path:
 
 def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
                 base: T | None = None) -> T:
-    """`base` (default: the schema's defaults) < the YAML file < the overrides -> a checked
-    instance of `schema`."""
+    """`base` (default: the schema's defaults) < the YAML file's bases (`defaults:`) < the file <
+    the overrides -> a checked instance of `schema`."""
     from omegaconf import OmegaConf
     config = OmegaConf.structured(base if base is not None else schema)
-    if path is not None:
-        file = config_path(path)
-        try:
-            raw = parse_yaml(file.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{file}: cannot read config ({exc})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{file}: expected a mapping of settings, got {type(raw).__name__}")
+    for file, raw in config_layers(path) if path is not None else ():
         config = _merge(config, raw, str(file))
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -98,6 +95,30 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
             nested = {part: nested}
         config = _merge(config, nested, f"override {item!r}")
     return OmegaConf.to_object(config)
+
+
+def config_layers(path: str | Path, _chain: tuple[Path, ...] = ()) -> list[tuple[Path, dict]]:
+    """(file, settings) of a config and, before it, of every base its `defaults:` list names,
+    recursively, in merge order (bases first)."""
+    file = config_path(path).resolve()
+    if file in _chain:
+        raise ConfigError(f"{file}: `defaults:` runs in a circle: "
+                          + " -> ".join(p.name for p in (*_chain, file)))
+    try:
+        raw = parse_yaml(file.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{file}: cannot read config ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping of settings, got {type(raw).__name__}")
+    bases = raw.pop("defaults", [])
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{file}: key 'defaults': expected a list of config names, got {bases!r}")
+    layers = []
+    for name in bases:
+        beside = file.parent / name
+        found = next((c for c in (beside, beside.with_name(beside.name + ".yaml")) if c.is_file()), None)
+        layers += config_layers(found or name, (*_chain, file))
+    return [*layers, (file, raw)]
 
 
 def _merge(config: Any, raw: dict, where: str) -> Any:

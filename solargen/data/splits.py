@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from solargen.config import ConfigError, config_path
+from solargen.config import ConfigError, config_path, parse_yaml
 from solargen.errors import SolargenError
 
 PARTS = ("train", "val", "test")
@@ -133,7 +133,7 @@ def load_folds(path: str | Path) -> FoldSet:
     """A folds YAML given as a path, or a shipped one (`configs/folds/2012-rolling.yaml`)."""
     try:
         path = config_path(path)
-        spec = yaml.safe_load(path.read_text())
+        spec = parse_yaml(path.read_text())
     except ConfigError as exc:
         raise SplitError(str(exc)) from None
     except (OSError, yaml.YAMLError) as exc:

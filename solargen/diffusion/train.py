@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from torch import nn
 
 from solargen import config, io
@@ -253,7 +252,7 @@ def _check_run_dir(out: Path, cfg: RunConfig, resume: str | None, checkpoint: Pa
     saved = out / "config.yaml"
     if checkpoint is not None or (resume is not None and saved.exists()):
         if saved.exists():
-            old = yaml.safe_load(saved.read_text())
+            old = config.parse_yaml(saved.read_text())
             diff = _diff(old, cfg.to_dict())
             if diff:
                 raise TrainError(f"{saved}: the resumed run's config differs in {diff}; resume with "
