@@ -35,6 +35,31 @@ TITLE = "solargen studio"
 WORK_DIR = Path(os.environ["GRADIO_TEMP_DIR"]) / "requests"
 
 
+class WholeNumber(gr.Number):
+    """A number box the API documents as an integer and whose value reaches studio.validate as
+    sent (Gradio would round 2.5 to 2 with precision=0): validate refuses a non-integer, a string
+    or a value beyond its range with one message."""
+
+    is_template = True          # drawn by Gradio's own number box
+
+    def preprocess(self, payload):
+        return payload
+
+    def api_info(self) -> dict[str, str]:
+        return {"type": "integer"}
+
+
+class CheckedSlider(gr.Slider):
+    """A slider whose value reaches studio.validate as sent: bounds and types are checked there,
+    in one message, instead of by Gradio's preprocessing (a TypeError for "abc", a logged
+    traceback for a value out of bounds)."""
+
+    is_template = True          # drawn by Gradio's own slider
+
+    def preprocess(self, payload):
+        return payload
+
+
 def _model_choices(default: str | None, quickstart: str | None) -> list[tuple[str, str]]:
     """The default model first, then every pipeline under ./runs (two levels of run folders)."""
     found = [Path(default)] if default else []
@@ -59,7 +84,7 @@ def _model_choices(default: str | None, quickstart: str | None) -> list[tuple[st
 
 
 def _flux_label(log_flux: float | None) -> str:
-    if log_flux is None:
+    if not isinstance(log_flux, (int, float)) or not np.isfinite(log_flux):
         return ""
     flux = 10 ** float(log_flux)
     return f"flux **{flux:.2e} W m⁻²** = GOES class **{flux_to_class(flux)}**"
@@ -111,8 +136,10 @@ def generate(model: str, dataset: str, classifier: str, flare_class: str | None,
         raise gr.Error(str(exc), print_exception=False) from None
     letter = studio.requested_letter(request)
     folder = Path(tempfile.mkdtemp(prefix="gen-", dir=_work_dir()))
+    seeds = (f"seed {request.seed}" if request.count == 1
+             else f"seeds {request.seed}-{request.seed + request.count - 1}")
     notes = [f"{request.count} synthetic {letter} image(s), {request.sampler} {request.steps} steps, "
-             f"guidance {request.guidance_scale:g}, seeds {request.seed}-{request.seed + request.count - 1}"]
+             f"guidance {request.guidance_scale:g}, {seeds}"]
     if info.synthetic:
         notes.append("model trained on SYNTHETIC data: these are not solar images")
     if len(info.channels) > 1:
@@ -190,23 +217,22 @@ def build_app(model: str | None = None, dataset: str | None = None,
             with gr.Column():
                 class_radio = gr.Radio(known, value=known[-1] if known else None, label="Flare class",
                                        visible=not uses_flux)
-                flux_slider = gr.Slider(lo, hi, value=flux0, step=0.05, label="log10 X-ray flux (W m⁻²)",
+                flux_slider = CheckedSlider(lo, hi, value=flux0, step=0.05, label="log10 X-ray flux (W m⁻²)",
                                         visible=uses_flux)
                 flux_md = gr.Markdown(_flux_label(flux0), visible=uses_flux)
-                guidance = gr.Slider(0, studio.MAX_GUIDANCE, value=1.0, step=0.1,
+                guidance = CheckedSlider(0, studio.MAX_GUIDANCE, value=1.0, step=0.1,
                                      label="Guidance scale (1 = plain conditional model)")
                 sampler = gr.Radio(list(SAMPLERS), value="ddpm",
                                    label="Sampler (ddpm: ancestral, robust for briefly trained "
                                          "models; dpm / ddim: fast ODE solvers)")
             with gr.Column():
-                # no `precision`: Gradio would round 2.5 to 2; studio.validate refuses non-integers
-                steps = gr.Number(50, label="Steps")
+                steps = WholeNumber(50, label="Steps")
                 with gr.Row():
-                    seed = gr.Number(0, label="Seed (image i uses seed + i)")
+                    seed = WholeNumber(0, label="Seed (image i uses seed + i)")
                     randomise = gr.Button("Randomise seed", size="sm")
-                count = gr.Number(4, label=f"Count (1-{studio.MAX_COUNT})")
+                count = WholeNumber(4, label=f"Count (1-{studio.MAX_COUNT})")
                 run_btn = gr.Button("Generate", variant="primary", elem_id="generate-button")
-        status = gr.Markdown()
+        status = gr.Markdown(label="Status")
         with gr.Tabs():
             with gr.Tab("Synthetic vs real"):
                 with gr.Row():

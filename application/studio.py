@@ -32,6 +32,9 @@ QUICKSTART_DIR = Path("runs/quickstart")
 STUDIO_FILE = "studio.json"          # written by `solargen quickstart`: its model, data, classifier
 MAX_COUNT = 64
 MAX_GUIDANCE = 20.0
+# Seeds a browser's number box holds exactly (JavaScript numbers are doubles): image i of a request
+# uses seed + i, and every one of them stays below 2^53.
+SEED_LIMIT = 2 ** 53
 SAMPLE_CHUNK = 16                    # images per pipeline call (the granularity of progress)
 LOG_FLUX_RANGE = (-8.0, -3.0)        # the app's flux slider: A1.0 to X10
 
@@ -181,15 +184,17 @@ class SampleRequest:
 
 
 def _as_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or value is None:
-        raise StudioError(f"{name} must be a whole number, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise StudioError(f"{name} must be a whole number, got {value!r}") from None
-    if not math.isfinite(number) or number != int(number):
-        raise StudioError(f"{name} must be a whole number, got {value!r}")
-    return int(number)
+    """A whole number given as a number: an int as is, a float only when integral and exact (below
+    2^53); strings, booleans and None are refused, each with one message naming the field."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise StudioError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(value) or value != int(value):
+            raise StudioError(f"{name} must be a whole number, got {value!r}")
+        if abs(value) >= SEED_LIMIT:
+            raise StudioError(f"{name} {value!r} is too large to be exact as a decimal number; give "
+                              "it as an integer")
+    return int(value)
 
 
 def _finite(value: Any) -> bool:
@@ -212,12 +217,12 @@ def validate(request: SampleRequest, info: ModelInfo) -> SampleRequest:
     if request.sampler not in SAMPLERS:
         raise StudioError(f"unknown sampler {request.sampler!r}; choose one of {', '.join(SAMPLERS)}")
     seed = _as_int(request.seed, "seed")
-    if not 0 <= seed < 2 ** 62:
-        raise StudioError(f"seed must be between 0 and 2^62, got {seed}")
-    try:
-        guidance = float(request.guidance_scale)
-    except (TypeError, ValueError):
-        raise StudioError(f"guidance scale must be a number, got {request.guidance_scale!r}") from None
+    if not 0 <= seed <= SEED_LIMIT - count:
+        raise StudioError(f"seed must be between 0 and {SEED_LIMIT - count} (2^53 - count: image i "
+                          f"uses seed + i), got {seed}")
+    if isinstance(request.guidance_scale, (bool, str)) or request.guidance_scale is None:
+        raise StudioError(f"guidance scale must be a number, got {request.guidance_scale!r}")
+    guidance = float(request.guidance_scale)
     if not (math.isfinite(guidance) and 0 <= guidance <= MAX_GUIDANCE):
         raise StudioError(f"guidance scale must be between 0 and {MAX_GUIDANCE:g}, got {guidance!r}")
     flare_class, log_flux = None, None

@@ -111,11 +111,30 @@ def test_generate_endpoint_returns_requested_images(client, studio_url):
     ({"sampler": "euler"}, "euler"),
     ({"count": 2.5}, "count must be a whole number, got 2.5"),
     ({"steps": 7.5}, "steps must be a whole number"),
+    ({"count": "4"}, "count must be a whole number, got '4' (str)"),
+    ({"guidance": "abc"}, "guidance scale must be a number, got 'abc'"),
+    ({"guidance": 25.0}, "guidance scale must be between 0 and 20, got 25.0"),
+    ({"seed": 2 ** 62 - 4}, f"got {2 ** 62 - 4}"),               # the value sent, exactly
+    ({"seed": 2 ** 53 - 2}, f"seed must be between 0 and {2 ** 53 - 3}"),   # seed + 2 >= 2^53
+    ({"seed": 2.0 ** 60}, "too large to be exact"),
 ])
 def test_invalid_inputs_give_readable_errors(client, studio_url, change, message):
     with pytest.raises(Exception) as info:
         client.predict(*_args(studio_url[1], **change), api_name="/generate")
     assert message in str(info.value)
+
+
+def test_a_seed_beyond_2_53_minus_one_runs_as_itself_and_outputs_are_named(client, studio_url):
+    """The largest seed a browser holds exactly runs as that seed (the NPZ says so), one image
+    reads "seed N", and every API output has a name."""
+    seed = 2 ** 53 - 1
+    *_, files, status = client.predict(*_args(studio_url[1], count=1, seed=seed), api_name="/generate")
+    with np.load(next(f for f in files if f.endswith(".npz"))) as z:
+        assert [int(s) for s in z["seed"]] == [seed]
+    assert f"seed {seed}" in status and "seeds" not in status
+    returns = client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/generate"]["returns"]
+    assert [r["label"] for r in returns][-1] == "Status"
+    assert not [r for r in returns if r["label"].startswith("value_")]
 
 
 def test_class_the_model_did_not_learn_is_refused(studio_url):
