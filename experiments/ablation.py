@@ -43,7 +43,7 @@ from forecasting.augment import (ClassicalCopies, Strategy, SyntheticSamples, Tr
                                  minority_picks, oversample_weights)
 from forecasting.evaluate import forecast_samples
 from forecasting.floors import FLOORS
-from forecasting.models import DEFAULT_HISTORY, MODELS, build_model
+from forecasting.models import MODELS, build_model
 from forecasting.tasks import get_task, part_samples
 from forecasting.config import ForecastConfig
 from forecasting.fold_data import FoldData
@@ -518,7 +518,7 @@ def estimate_cost(config: AblationConfig, cells: list[Cell]) -> dict[str, Any]:
             per_cell[cell.id] = 0.0
             continue
         task, fold = get_task(cell.task), folds.get(cell.fold)
-        history = tc.history or DEFAULT_HISTORY[cell.model]
+        history = tc.history or MODELS[cell.model].default_history
         key = (cell.task, cell.fold, cell.model)
         if key not in counts:
             counts[key] = {p: len(part_samples(ds, task, fold, p, history, tc.cadence_hours).indices)

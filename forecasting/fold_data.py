@@ -14,7 +14,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
 from forecasting import floors, metrics
 from forecasting.augment import Transformed
 from forecasting.config import ForecastConfig
-from forecasting.models import DEFAULT_HISTORY, MODELS
+from forecasting.models import MODELS
 from forecasting.tasks import Samples, Task, get_task, make_dataset, part_samples, used_frames
 from solargen.data.dataset import SolarDataset, load_dataset
 from solargen.data.splits import Fold, check_no_leakage, load_folds
@@ -148,7 +148,7 @@ def prepare_data(config: ForecastConfig) -> FoldData:
     fold = folds.get(config.fold) if config.fold else folds.folds[0]
     if config.model not in model_names():
         raise SolargenError(f"unknown model {config.model!r}; choose one of {model_names()}")
-    history = config.history or DEFAULT_HISTORY.get(config.model, 1)
+    history = config.history or (MODELS[config.model].default_history if config.model in MODELS else 1)
     if config.model in floors.SKLEARN_MODELS:
         if history != 1:
             raise SolargenError(f"floor {config.model} reads the latest frame only; got history={history}")

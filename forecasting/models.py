@@ -11,7 +11,8 @@ inputs of the final linear `head` (the penultimate features the influence-balanc
     vit-lstm      a ViT encodes each of m hourly frames, an LSTM runs over the m embeddings
     ssm           per-frame convolutional encoder, then pre-norm S5 blocks over a 24-72 h history
 
-Single-frame models take (B, C, H, W); sequence models take (B, T, C, H, W), or, with
+Each is registered by name (`register_forecaster`) with its named sizes and default history: a
+new forecaster is one class in one file plus a config. Single-frame models take (B, C, H, W); sequence models take (B, T, C, H, W), or, with
 `embedding_dim` > 0, (B, T, F) per-frame embeddings of a trained frame model (the `features` of a
 frame forecaster, computed once by the trainer: see forecasting.fold_data.materialise).
 """
@@ -39,6 +40,25 @@ class ForecastOutput(BaseOutput):
     logits: torch.Tensor
     features: torch.Tensor
     distill_logits: torch.Tensor | None = None   # distilled DeiT in training mode only
+
+
+# The forecaster registry: a model is one class registered by name with its named sizes ("cpu"
+# trains on a laptop-class CPU; the others follow the papers' widths) and its default history
+# (frames per sample). Everything else (the trainer, the CLI, the ablation) looks it up here.
+MODELS: dict[str, type[ModelMixin]] = {}
+
+
+def register_forecaster(name: str, sizes: dict[str, dict[str, Any]], history: int = 1):
+    """Class decorator: register a `ModelMixin, ConfigMixin` forecaster under `name`. Its
+    __init__ takes in_channels, image_size, num_classes and its own config; `sequence` says whether
+    it reads a history (B, T, ...) or one frame."""
+    def register(cls: type[ModelMixin]) -> type[ModelMixin]:
+        if name in MODELS:
+            raise SolargenError(f"forecaster {name!r} is registered twice ({MODELS[name].__name__}, {cls.__name__})")
+        cls.sizes, cls.default_history = sizes, history
+        MODELS[name] = cls
+        return cls
+    return register
 
 
 def _vit(in_channels: int, image_size: int, patch_size: int, embed_dim: int, depth: int,
@@ -85,6 +105,8 @@ def attention_rollout(vit: VisionTransformer, x: torch.Tensor) -> torch.Tensor:
     return (heat - lo) / (hi - lo).clamp_min(1e-12)
 
 
+@register_forecaster("deit", {"cpu": dict(patch_size=8, embed_dim=64, depth=4, num_heads=4),
+                              "deit-ti": dict(patch_size=8, embed_dim=192, depth=12, num_heads=3)})
 class DeiTForecaster(ModelMixin, ConfigMixin):
     """DeiT (a ViT with a class token, trained from scratch) on one frame.
 
@@ -127,6 +149,9 @@ def _embedding_input(embedding_dim: int, width: int, dropout: float) -> nn.Modul
                          nn.Linear(embedding_dim, width))
 
 
+@register_forecaster("vit-lstm", {
+    "cpu": dict(patch_size=8, embed_dim=64, depth=4, num_heads=4, lstm_hidden=64),
+    "vit-b16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, lstm_hidden=256)}, history=10)
 class ViTLSTMForecaster(ModelMixin, ConfigMixin):
     """A ViT embeds each frame of the history; an LSTM runs over the embeddings; the head reads
     the LSTM's last output. With `embedding_dim` > 0 the ViT embeddings come precomputed from a
@@ -164,6 +189,9 @@ class ViTLSTMForecaster(ModelMixin, ConfigMixin):
         return attention_rollout(self.vit, x[:, -1])
 
 
+@register_forecaster("ssm", {
+    "cpu": dict(conv_channels=(16, 32, 64), d_model=64, state_size=32, depth=2),
+    "base": dict(conv_channels=(32, 64, 128, 256), d_model=256, state_size=128, depth=4)}, history=24)
 class SSMForecaster(ModelMixin, ConfigMixin):
     """Per-frame convolutional spatial encoder, then pre-norm S5 blocks over time; the head reads
     the time-averaged output. All input channels (e.g. 171/131/94 A) are encoded together.
@@ -225,6 +253,8 @@ def _lite0_imagenet_state(in_channels: int, target: dict[str, torch.Tensor]) -> 
     return state
 
 
+@register_forecaster("effnet-lite0", {"cpu": dict(imagenet_init=False),
+                                      "imagenet": dict(imagenet_init=True)})
 class EfficientNetForecaster(ModelMixin, ConfigMixin):
     """EfficientNet-Lite0 on one frame; `imagenet_init` starts from the packaged ImageNet weights."""
 
@@ -260,6 +290,8 @@ def frame_statistics(x: torch.Tensor) -> torch.Tensor:
                       (flat > BRIGHT_LEVEL).float().mean(dim=2)], dim=1)
 
 
+@register_forecaster("resnet", {"cpu": dict(channels=(32, 64, 128, 256), layers=(1, 1, 1, 1)),
+                                "resnet18": dict(channels=(64, 128, 256, 512), layers=(2, 2, 2, 2))})
 class ResNetForecaster(ModelMixin, ConfigMixin):
     """A small ResNet (timm, BasicBlocks with batch norm) trained from scratch on one frame; the
     CPU-scale CNN backbone, teacher of the distilled DeiT and frame encoder of the S5 model.
@@ -286,47 +318,14 @@ class ResNetForecaster(ModelMixin, ConfigMixin):
         return ForecastOutput(logits=self.head(features), features=features)
 
 
-MODELS: dict[str, type[ModelMixin]] = {
-    "deit": DeiTForecaster,
-    "resnet": ResNetForecaster,
-    "effnet-lite0": EfficientNetForecaster,
-    "vit-lstm": ViTLSTMForecaster,
-    "ssm": SSMForecaster,
-}
-DEFAULT_HISTORY = {"deit": 1, "resnet": 1, "effnet-lite0": 1, "vit-lstm": 10, "ssm": 24}
-
-# Named sizes. "cpu" sizes train on a laptop-class CPU; the others follow the papers' widths.
-MODEL_SIZES: dict[str, dict[str, dict[str, Any]]] = {
-    "deit": {
-        "cpu": dict(patch_size=8, embed_dim=64, depth=4, num_heads=4),
-        "deit-ti": dict(patch_size=8, embed_dim=192, depth=12, num_heads=3),
-    },
-    "resnet": {
-        "cpu": dict(channels=(32, 64, 128, 256), layers=(1, 1, 1, 1)),
-        "resnet18": dict(channels=(64, 128, 256, 512), layers=(2, 2, 2, 2)),
-    },
-    "effnet-lite0": {
-        "cpu": dict(imagenet_init=False),
-        "imagenet": dict(imagenet_init=True),
-    },
-    "vit-lstm": {
-        "cpu": dict(patch_size=8, embed_dim=64, depth=4, num_heads=4, lstm_hidden=64),
-        "vit-b16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, lstm_hidden=256),
-    },
-    "ssm": {
-        "cpu": dict(conv_channels=(16, 32, 64), d_model=64, state_size=32, depth=2),
-        "base": dict(conv_channels=(32, 64, 128, 256), d_model=256, state_size=128, depth=4),
-    },
-}
-
-
 def build_model(name: str, size: str, in_channels: int, image_size: int, num_classes: int,
                 **overrides: Any) -> ModelMixin:
     """A fresh model of a named size; `overrides` replace individual config values."""
     if name not in MODELS:
         raise SolargenError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    if size not in MODEL_SIZES[name]:
-        raise SolargenError(f"unknown size {size!r} for {name}; choose one of {sorted(MODEL_SIZES[name])}")
-    config = {**MODEL_SIZES[name][size], **overrides}
+    sizes = MODELS[name].sizes
+    if size not in sizes:
+        raise SolargenError(f"unknown size {size!r} for {name}; choose one of {sorted(sizes)}")
+    config = {**sizes[size], **overrides}
     return MODELS[name](in_channels=in_channels, image_size=image_size, num_classes=num_classes,
                         **config)
