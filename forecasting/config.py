@@ -11,6 +11,8 @@ from solargen import config as config_loader
 from solargen.errors import SolargenError
 
 SAMPLINGS = ("natural", "balanced")
+CALIBRATIONS = ("none", "temperature")
+MODEL_FLOORS = ("", "flux-history")
 AUGMENTS = ("none", "flips-rotate")
 
 
@@ -52,6 +54,9 @@ class ForecastConfig:
     distill_weight: float = 0.5
     encoder: str = ""                   # sequence models: frame-model checkpoint dir ("{fold}")
     flux_input: bool = False            # one-frame models: + GOES flux known at issue time (2 planes)
+    floor: str = ""                     # "flux-history": the model's logit = that floor's (fitted on
+                                        # the training split, frozen) + an image term starting at 0
+    calibration: str = "none"           # temperature: scaling fitted on validation, saved, applied
     seed: int = 0
     num_workers: int = 0
     mixed_precision: str = "auto"       # auto: accelerate launch's flag, else bf16 on a GPU, else no

@@ -36,6 +36,7 @@ from forecasting.augment import Transformed  # noqa: E402
 from forecasting.decision import decide  # noqa: E402
 from forecasting.tasks import Samples, get_task, make_dataset, part_samples, select_samples  # noqa: E402
 from forecasting.config import CheckpointError, ForecastConfig  # noqa: E402
+from forecasting.calibration import apply_temperature  # noqa: E402
 from forecasting.fold_data import FluxPlane, FrameMap, materialise  # noqa: E402
 from forecasting.train import ENCODER_DIR, load_checkpoint, predict, train  # noqa: E402
 from solargen import io  # noqa: E402
@@ -77,6 +78,7 @@ def forecast_samples(checkpoint: str | Path, meta: dict[str, Any], model: Any, d
         loader = DataLoader(dataset, batch_size=batch_size)
         probs, _ = predict(model, loader, logit_shift=np.asarray(meta["logit_shift"]),
                            desc="evaluate")
+        probs = apply_temperature(probs, meta.get("calibration", {}).get("temperature", 1.0))
     return probs, decide(probs, meta["decision"]["thresholds"])
 
 

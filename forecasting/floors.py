@@ -6,6 +6,10 @@
                  latest earlier sample): a logistic regression on log10 flux gives the
                  probabilities; the decision thresholds (a flux threshold, per event level) are
                  chosen on the TRAINING data
+    flux-history logistic regression on the GOES 1-8 A flux known at issue time: at the frame time
+                 and its maximum over the preceding 24 h (`flux_history`, the planes the
+                 flux_input models see); thresholds chosen on the TRAINING data. The floor
+                 that floor-containing models (ForecastConfig.floor) hold inside them
     logistic     regularised logistic regression (L2, C from `model_overrides`, default 1) on
                  standardised per-channel statistics of the (latest) frame (models.frame_statistics:
                  mean, 99th percentile, bright-pixel fraction); thresholds chosen on
@@ -26,6 +30,7 @@ from typing import Any, Callable
 
 import joblib
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
@@ -37,13 +42,13 @@ from solargen import io
 from solargen.data.dataset import SolarDataset
 from solargen.errors import SolargenError
 
-FLOORS = ("climatology", "persistence", "logistic")
+FLOORS = ("climatology", "persistence", "flux-history", "logistic")
 REFERENCES = ("flare-oracle",)
 SKLEARN_MODELS = FLOORS + REFERENCES       # fitted, saved and scored by the floor path
 FLOOR_FILE = "floor.joblib"
 # where each floor's decision thresholds are chosen
-THRESHOLDS_CHOSEN_ON = {"climatology": "train", "persistence": "train", "logistic": "val",
-                        "flare-oracle": "train"}
+THRESHOLDS_CHOSEN_ON = {"climatology": "train", "persistence": "train", "flux-history": "train",
+                        "logistic": "val", "flare-oracle": "train"}
 
 
 def goes_flux_at_issue(ds: SolarDataset) -> np.ndarray:
@@ -56,6 +61,16 @@ def goes_flux_at_issue(ds: SolarDataset) -> np.ndarray:
     if not np.isfinite(flux).all():
         raise SolargenError(f"{ds.root}: goes_flux has no valid value at all")
     return flux
+
+
+def flux_history(ds: SolarDataset) -> np.ndarray:
+    """(N, 2) per frame: the GOES 1-8 A flux at the frame time and its maximum over the frames of
+    the preceding 24 h, window ending at the frame (no later value enters; gaps filled with the
+    latest earlier value, as for persistence), each as (log10 flux + 6) / 2 clipped to [-1, 1]
+    (B -0.5, C 0, M 0.5, X 1)."""
+    flux = pd.Series(goes_flux_at_issue(ds), index=ds.times)
+    both = np.stack([flux.to_numpy(), flux.rolling("24h").max().to_numpy()], axis=1)
+    return np.clip((np.log10(np.maximum(both, 1e-9)) + 6.0) / 2.0, -1.0, 1.0).astype(np.float32)
 
 
 def features(name: str, ds: SolarDataset, indices: np.ndarray,
@@ -75,6 +90,8 @@ def features(name: str, ds: SolarDataset, indices: np.ndarray,
         return np.zeros((len(indices), 1))
     if name == "persistence":
         return np.log10(np.maximum(goes_flux_at_issue(ds)[indices], 1e-9))[:, None]
+    if name == "flux-history":
+        return flux_history(ds)[indices].astype(float)
     if name == "logistic":
         frames = np.asarray(ds.frames[indices], dtype=np.float32)
         frames = frame_map(frames) if frame_map else frames
@@ -86,7 +103,7 @@ def features(name: str, ds: SolarDataset, indices: np.ndarray,
 def build_floor(name: str, overrides: dict[str, Any]) -> Any:
     if name == "climatology":
         return DummyClassifier(strategy="prior")
-    if name == "persistence":
+    if name in ("persistence", "flux-history"):
         return LogisticRegression(max_iter=1000)
     if name == "flare-oracle":
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
@@ -101,6 +118,21 @@ def predict_proba(estimator: Any, x: np.ndarray, num_classes: int) -> np.ndarray
     probs = np.zeros((len(x), num_classes))
     probs[:, estimator.classes_.astype(int)] = estimator.predict_proba(x)
     return probs
+
+
+def linear_logits(estimator: LogisticRegression, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted logistic regression as (K, F) weights and (K,) biases whose softmax over
+    x @ W.T + b equals its predict_proba (binary: class 0's logit 0); a class absent from the
+    training targets gets a bias of -30 (probability ~0)."""
+    classes = estimator.classes_.astype(int)
+    n_features = estimator.coef_.shape[1]
+    weight, bias = np.zeros((num_classes, n_features)), np.full(num_classes, -30.0)
+    if len(classes) == 2:
+        bias[classes[0]] = 0.0
+        weight[classes[1]], bias[classes[1]] = estimator.coef_[0], estimator.intercept_[0]
+    else:
+        weight[classes], bias[classes] = estimator.coef_, estimator.intercept_
+    return weight, bias
 
 
 def save(estimator: Any, model_dir: Path) -> None:

@@ -90,24 +90,15 @@ def materialise(dataset: Dataset, encoder: torch.nn.Module | None = None,
 FLUX_PLANES = 2
 
 
-def flux_planes(ds: SolarDataset) -> np.ndarray:
-    """(N, 2) per frame: the GOES 1-8 A flux at the frame time and its maximum over the frames of
-    the preceding 24 h (gaps filled with the latest earlier value, as for the persistence floor),
-    each as (log10 flux + 6) / 2 clipped to [-1, 1] (B -0.5, C 0, M 0.5, X 1)."""
-    flux = pd.Series(floors.goes_flux_at_issue(ds), index=ds.times)
-    both = np.stack([flux.to_numpy(), flux.rolling("24h").max().to_numpy()], axis=1)
-    return np.clip((np.log10(np.maximum(both, 1e-9)) + 6.0) / 2.0, -1.0, 1.0).astype(np.float32)
-
-
 class FluxPlane(Dataset):
-    """A one-frame dataset with the GOES flux known at issue time (`flux_planes`) appended as two
-    constant channels."""
+    """A one-frame dataset with the GOES flux known at issue time (`floors.flux_history`) appended
+    as two constant channels."""
 
     def __init__(self, ds: SolarDataset, base: Dataset):
         if isinstance(base, SequenceDataset):
             raise SolargenError("flux_input is defined for one-frame models only")
         self.base, self.indices, self.targets = base, base.indices, base.targets
-        self.planes = flux_planes(ds)[np.asarray(base.indices, dtype=int)]
+        self.planes = floors.flux_history(ds)[np.asarray(base.indices, dtype=int)]
 
     def __len__(self) -> int:
         return len(self.base)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -329,3 +330,49 @@ def build_model(name: str, size: str, in_channels: int, image_size: int, num_cla
     config = {**sizes[size], **overrides}
     return MODELS[name](in_channels=in_channels, image_size=image_size, num_classes=num_classes,
                         **config)
+
+
+class FloorContaining(ModelMixin, ConfigMixin):
+    """A forecaster that contains its floor: logits = the floor's logits (a logistic regression
+    on the last `floor_inputs` input channels, the constant GOES flux planes, fitted on the
+    training split and frozen) + the wrapped model's logits, whose heads start at zero. Untrained,
+    it forecasts exactly as the floor; what it learns is the image term (the increment)."""
+
+    @register_to_config
+    def __init__(self, model: str = "resnet", model_config: dict[str, Any] | None = None,
+                 floor_weight: list[list[float]] | None = None, floor_bias: list[float] | None = None,
+                 floor_inputs: int = 2):
+        super().__init__()
+        self.inner = MODELS[model](**(model_config or {}))
+        weight = torch.tensor(floor_weight, dtype=torch.float32)
+        self.register_buffer("floor_w", weight)
+        self.register_buffer("floor_b", torch.tensor(floor_bias, dtype=torch.float32))
+
+    @property
+    def head(self) -> nn.Linear:
+        """The image term's head (the trainer's cRT stage retrains it; the embedding width)."""
+        return self.inner.head
+
+    @classmethod
+    def around(cls, inner: ModelMixin, model: str, weight: np.ndarray, bias: np.ndarray) -> "FloorContaining":
+        """Wrap a freshly built `inner` model, zeroing its output heads (the image term)."""
+        with torch.no_grad():
+            for name in ("head", "head_dist"):
+                head = getattr(inner, name, None)
+                if isinstance(head, nn.Linear):
+                    head.weight.zero_()
+                    head.bias.zero_()
+        config = {k: v for k, v in inner.config.items() if not k.startswith("_")}
+        wrapped = cls(model, config, weight.tolist(), bias.tolist(), weight.shape[1])
+        wrapped.inner.load_state_dict(inner.state_dict())
+        return wrapped
+
+    def floor_logits(self, x: torch.Tensor) -> torch.Tensor:
+        flux = x[:, -self.config.floor_inputs:, 0, 0].float()
+        return flux @ self.floor_w.T + self.floor_b
+
+    def forward(self, x: torch.Tensor) -> ForecastOutput:
+        out = self.inner(x)
+        floor = self.floor_logits(x).to(out.logits.dtype)
+        distill = None if out.distill_logits is None else out.distill_logits + floor
+        return ForecastOutput(logits=out.logits + floor, features=out.features, distill_logits=distill)

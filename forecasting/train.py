@@ -33,7 +33,7 @@ Recipe pieces (ForecastConfig):
   fold (frozen; embedded once).
 - `flux_input`: one-frame models also get the GOES 1-8 A flux known at issue time (at the frame
   time, the persistence floor's input, and its maximum over the preceding 24 h) as two more
-  input channels, constant planes (forecasting.fold_data.flux_planes).
+  input channels, constant planes (forecasting.floors.flux_history).
 
 Stage "main" trains end to end with cosine LR after `warmup_steps`; the optional stage "crt"
 (classifier re-training) freezes the backbone, re-initialises `head` and retrains it with
@@ -60,11 +60,12 @@ from tqdm.auto import tqdm
 
 from forecasting import floors, metrics
 from forecasting.augment import dataset_targets, oversample_weights
-from forecasting.config import AUGMENTS, SAMPLINGS, CheckpointError, ForecastConfig
+from forecasting.calibration import apply_temperature, fit_temperature, nll
+from forecasting.config import AUGMENTS, CALIBRATIONS, MODEL_FLOORS, SAMPLINGS, CheckpointError, ForecastConfig
 from forecasting.decision import choose_thresholds, decide
 from forecasting.fold_data import FLUX_PLANES, FluxPlane, FoldData, materialise, prepare_data
 from forecasting.losses import Distillation, ForecastLoss, LossConfig
-from forecasting.models import MODELS, build_model
+from forecasting.models import MODELS, FloorContaining, build_model
 from forecasting.s5 import SSM_PARAMETERS
 from forecasting.tasks import Task
 from solargen import io
@@ -379,7 +380,8 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], Any]:
                               f"`solargen forecast train`")
     if meta["kind"] == "floor":
         return meta, floors.load(path / MODEL_DIR)
-    return meta, MODELS[meta["model"]].from_pretrained(path / MODEL_DIR).eval()
+    cls = FloorContaining if meta["config"].get("floor") else MODELS[meta["model"]]
+    return meta, cls.from_pretrained(path / MODEL_DIR).eval()
 
 
 def _linked_checkpoint(path: str, prep: FoldData, role: str, same_task: bool
@@ -433,9 +435,15 @@ def fit(config: ForecastConfig, prep: FoldData, out: Path, train_set: Dataset | 
     `train_set` (default: the real training samples) and `sample_weights` (draw weights; default:
     from `config.sampling`) are how the ablation adds its strategies."""
     for name, value, allowed in (("sampling", config.sampling, SAMPLINGS),
-                                 ("augment", config.augment, AUGMENTS)):
+                                 ("augment", config.augment, AUGMENTS),
+                                 ("floor", config.floor, MODEL_FLOORS),
+                                 ("calibration", config.calibration, CALIBRATIONS)):
         if value not in allowed:
             raise SolargenError(f"unknown {name} {value!r}; choose one of {allowed}")
+    if config.floor and (not config.flux_input or config.model in floors.SKLEARN_MODELS
+                         or config.encoder or prep.history != 1):
+        raise SolargenError(f"floor {config.floor!r} is held by a deep one-frame model that reads "
+                            "the GOES flux planes: set flux_input=true (and no encoder)")
     if config.model in floors.SKLEARN_MODELS:
         return fit_floor(config, prep, out)
     return fit_deep(config, prep, out, train_set, sample_weights)
@@ -514,6 +522,8 @@ def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
     model = build_model(config.model, config.size,
                         len(ds.channels) + FLUX_PLANES * int(config.flux_input),
                         ds.size, task.num_classes, **overrides)
+    if config.floor:
+        model, meta["floor"] = contain_floor(model, config, prep)
     criterion: torch.nn.Module = _TaskCriterion(loss_fn)
     if config.teacher:
         source, teacher_meta, teacher = _linked_checkpoint(config.teacher, prep, "teacher", True)
@@ -549,10 +559,46 @@ def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
     if summary["best_epoch"] < 0:
         summary["best_epoch"] = summary["epochs_run"] - 1
         summary["val_score_undefined"] = True          # the last epoch was kept
+    summary.update(calibrate(config, type(accelerator.unwrap_model(model)), out, val_data, prep,
+                             np.asarray(meta["logit_shift"]), summary["decision"]["thresholds"]))
     if accelerator.is_main_process:
         io.write_json(out / CHECKPOINT_FILE, {**meta, **summary})
     accelerator.wait_for_everyone()
     return {**meta, **summary}
+
+
+def contain_floor(model: torch.nn.Module, config: ForecastConfig, prep: FoldData
+                  ) -> tuple[FloorContaining, dict[str, Any]]:
+    """Wrap `model` around the floor `config.floor`, fitted on the fold's real training samples
+    only (the inputs the model sees as its last flux planes); its image heads start at zero."""
+    train = prep.samples["train"]
+    estimator = floors.build_floor(config.floor, {})
+    estimator.fit(floors.features(config.floor, prep.ds, train.indices), train.targets)
+    weight, bias = floors.linear_logits(estimator, prep.task.num_classes)
+    return (FloorContaining.around(model, config.model, weight, bias),
+            {"name": config.floor, "weight": weight.tolist(), "bias": bias.tolist(),
+             "fitted_on": "train"})
+
+
+def calibrate(config: ForecastConfig, model_cls: type, out: Path, val_data: Dataset, prep: FoldData,
+              shift: np.ndarray, thresholds: list[float]) -> dict[str, Any]:
+    """Validation-only calibration of the kept model: the temperature (1 without calibration),
+    the decision thresholds chosen again on the calibrated probabilities, and the validation BSS
+    (a model whose BSS is below 0 is flagged, as a collapsed one is)."""
+    model = model_cls.from_pretrained(io.recover_dir(out / MODEL_DIR)).eval()
+    probs, targets = predict(model, DataLoader(val_data, batch_size=config.batch_size),
+                             logit_shift=shift, desc="calibrate")
+    temperature = fit_temperature(probs, targets) if config.calibration == "temperature" else 1.0
+    calibrated = apply_temperature(probs, temperature)
+    if temperature != 1.0:
+        thresholds = choose_thresholds(calibrated, targets)
+    scores = metrics.score_forecasts(calibrated, targets, prep.climatology, prep.task.event_class,
+                                     decide(calibrated, thresholds))
+    return {"calibration": {"method": config.calibration, "temperature": temperature,
+                            "fitted_on": "val", "val_nll_before": nll(probs, targets),
+                            "val_nll_after": nll(calibrated, targets)},
+            "decision": {"thresholds": thresholds, "chosen_on": "val"},
+            "val_bss_ge_m": scores["bss_ge_m"], "val_bss_negative": bool(scores["bss_ge_m"] < 0)}
 
 
 def _copy_checkpoint(source: Path, dest: Path) -> None:

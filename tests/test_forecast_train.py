@@ -192,7 +192,7 @@ def test_cv_cli_ssm_over_all_folds(tiny, tmp_path):
     assert "mean ± std" in table and "| f2 |" in table
     assert (out / "f2/test/metrics.json").is_file()
     # the classical floors stand beside the model, scored on the same folds
-    assert set(summary["floors"]) == {"climatology", "persistence", "logistic"}
+    assert set(summary["floors"]) == {"climatology", "persistence", "flux-history", "logistic"}
     assert "| floor: persistence |" in table
     assert summary["floors"]["climatology"]["collapsed_folds"] == ["f1", "f2"]
 
@@ -246,3 +246,79 @@ def test_a_new_forecaster_is_one_registered_class(tiny, tmp_path):
         assert report["scores"]["n"] > 0 and np.isfinite(report["scores"]["bss_ge_m"])
     finally:
         MODELS.pop("toy-pool", None)
+
+
+def test_flux_history_window_ends_at_the_issue_time():
+    """A flare after a frame never reaches that frame's flux history; one before it does, for 24 h."""
+    from types import SimpleNamespace
+
+    from forecasting.floors import flux_history
+    t = pd.date_range("2012-03-01", periods=60, freq="h", tz="UTC")
+    flux = np.full(60, 1e-6)
+    flux[30] = 1e-4                                  # an X1 flare at frame 30 only
+    ds = SimpleNamespace(times=pd.DatetimeIndex(t), labels=pd.DataFrame({"goes_flux": flux}), root="x")
+    planes = flux_history(ds)
+    assert (planes[:30] == -0.0).all()               # B1 at issue and over the past day: (−6+6)/2
+    assert planes[30, 0] == 1.0 and planes[31, 0] == 0.0
+    assert (planes[30:54, 1] == 1.0).all() and (planes[54:, 1] == 0.0).all()
+
+
+def test_a_floor_containing_model_starts_as_its_floor_and_calibrates_on_validation(tiny, tmp_path, monkeypatch):
+    """Image term at zero: the model's probabilities are the flux-history floor's, exactly; the
+    temperature is fitted on validation samples only, and T = 1 is the identity."""
+    from forecasting import calibration, floors
+    from forecasting.fold_data import prepare_data
+    from forecasting.models import build_model
+
+    config = _config(tiny, tmp_path / "floor", model="resnet", model_overrides={"channels": [4, 4, 4, 4]},
+                     flux_input=True, floor="flux-history", calibration="temperature", sampling="natural")
+    prep = prepare_data(config)
+    model, record = train_mod.contain_floor(build_model("resnet", "cpu", 3, 16, 2, channels=[4, 4, 4, 4]),
+                                            config, prep)
+    loader = torch.utils.data.DataLoader(prep.datasets["test"], batch_size=64)
+    probs, _ = train_mod.predict(model.eval(), loader)
+    estimator = floors.build_floor("flux-history", {})
+    estimator.fit(floors.features("flux-history", prep.ds, prep.samples["train"].indices),
+                  prep.samples["train"].targets)
+    expected = floors.predict_proba(estimator, floors.features("flux-history", prep.ds,
+                                                               prep.samples["test"].indices), 2)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert record["fitted_on"] == "train"
+
+    seen = []
+    fit = calibration.fit_temperature
+    monkeypatch.setattr(train_mod, "fit_temperature", lambda p, t: seen.append(len(t)) or fit(p, t))
+    meta = train(config)
+    assert seen == [len(prep.datasets["val"])]       # validation samples, nothing else
+    assert meta["calibration"]["temperature"] > 0 and meta["calibration"]["fitted_on"] == "val"
+    assert meta["calibration"]["val_nll_after"] <= meta["calibration"]["val_nll_before"] + 1e-9
+    p = np.array([[0.2, 0.8], [0.9, 0.1]])
+    assert calibration.apply_temperature(p, 1.0) is not None
+    np.testing.assert_array_equal(calibration.apply_temperature(p, 1.0), p)
+    with pytest.raises(SolargenError, match="flux_input=true"):
+        train(_config(tiny, tmp_path / "bad", model="resnet", floor="flux-history", model_overrides={}))
+
+
+@pytest.mark.slow
+def test_the_image_term_learns_a_planted_frame_signal_beyond_the_floor(tiny, tmp_path):
+    """The tiny frames carry the coming 24 h maximum (beyond the flux history): over 2 folds x 3
+    seeds the floor-containing ResNet beats its own floor on test TSS, the increment's bootstrap
+    CI excluding 0."""
+    from experiments.ablation_stats import bootstrap_ci
+    from forecasting.evaluate import evaluate_checkpoint
+
+    def test_tss(out):
+        return evaluate_checkpoint(out, tiny[0].root, out / "test", part="test", heatmaps=0)["scores"]["ge_m"]["tss"]
+
+    increments = []
+    for fold in ("f1", "f2"):
+        floor = tmp_path / f"floor-{fold}"
+        train(_config(tiny, floor, model="flux-history", fold=fold, model_overrides={}))
+        for seed in (0, 1, 2):
+            out = tmp_path / f"model-{fold}-{seed}"
+            train(_config(tiny, out, model="resnet", fold=fold, seed=seed, epochs=4, lr=3e-3,
+                          model_overrides={"channels": [8, 8, 8, 8]}, flux_input=True,
+                          floor="flux-history", calibration="temperature", sampling="natural"))
+            increments.append(test_tss(out) - test_tss(floor))
+    low, high = bootstrap_ci(np.array(increments))
+    assert low > 0, (increments, low, high)
