@@ -35,31 +35,6 @@ TITLE = "solargen studio"
 WORK_DIR = Path(os.environ["GRADIO_TEMP_DIR"]) / "requests"
 
 
-class WholeNumber(gr.Number):
-    """A number box the API documents as an integer and whose value reaches studio.validate as
-    sent (Gradio would round 2.5 to 2 with precision=0): validate refuses a non-integer, a string
-    or a value beyond its range with one message."""
-
-    is_template = True          # drawn by Gradio's own number box
-
-    def preprocess(self, payload):
-        return payload
-
-    def api_info(self) -> dict[str, str]:
-        return {"type": "integer"}
-
-
-class CheckedSlider(gr.Slider):
-    """A slider whose value reaches studio.validate as sent: bounds and types are checked there,
-    in one message, instead of by Gradio's preprocessing (a TypeError for "abc", a logged
-    traceback for a value out of bounds)."""
-
-    is_template = True          # drawn by Gradio's own slider
-
-    def preprocess(self, payload):
-        return payload
-
-
 def _model_choices(default: str | None, quickstart: str | None) -> list[tuple[str, str]]:
     """The default model first, then every pipeline under ./runs (two levels of run folders)."""
     found = [Path(default)] if default else []
@@ -217,20 +192,22 @@ def build_app(model: str | None = None, dataset: str | None = None,
             with gr.Column():
                 class_radio = gr.Radio(known, value=known[-1] if known else None, label="Flare class",
                                        visible=not uses_flux)
-                flux_slider = CheckedSlider(lo, hi, value=flux0, step=0.05, label="log10 X-ray flux (W m⁻²)",
+                flux_slider = gr.Slider(lo, hi, value=flux0, step=0.05, label="log10 X-ray flux (W m⁻²)",
                                         visible=uses_flux)
                 flux_md = gr.Markdown(_flux_label(flux0), visible=uses_flux)
-                guidance = CheckedSlider(0, studio.MAX_GUIDANCE, value=1.0, step=0.1,
+                guidance = gr.Slider(0, studio.MAX_GUIDANCE, value=1.0, step=0.1,
                                      label="Guidance scale (1 = plain conditional model)")
                 sampler = gr.Radio(list(SAMPLERS), value="ddpm",
                                    label="Sampler (ddpm: ancestral, robust for briefly trained "
                                          "models; dpm / ddim: fast ODE solvers)")
             with gr.Column():
-                steps = WholeNumber(50, label="Steps")
+                # precision=0: the API documents integers; the values reach studio.validate unrounded
+                # (the generate event skips Gradio's preprocessing), which refuses non-integers
+                steps = gr.Number(50, precision=0, label="Steps")
                 with gr.Row():
-                    seed = WholeNumber(0, label="Seed (image i uses seed + i)")
+                    seed = gr.Number(precision=0, value=0, label="Seed (image i uses seed + i)")
                     randomise = gr.Button("Randomise seed", size="sm")
-                count = WholeNumber(4, label=f"Count (1-{studio.MAX_COUNT})")
+                count = gr.Number(precision=0, value=4, label=f"Count (1-{studio.MAX_COUNT})")
                 run_btn = gr.Button("Generate", variant="primary", elem_id="generate-button")
         status = gr.Markdown(label="Status")
         with gr.Tabs():
@@ -255,7 +232,8 @@ def build_app(model: str | None = None, dataset: str | None = None,
         randomise.click(lambda: random.randrange(2 ** 31), None, seed, queue=False, api_visibility="private")
         run_btn.click(generate, [model_box, dataset_box, classifier_box, class_radio, flux_slider, guidance,
                                  sampler, steps, seed, count],
-                      [gallery, real_gallery, std_image, probs, files, status], api_name="generate")
+                      [gallery, real_gallery, std_image, probs, files, status], api_name="generate",
+                      preprocess=False)   # raw values: studio.validate checks each, one message each
     return demo
 
 

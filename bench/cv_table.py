@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                     + f" | {REFERENCE.get((c['model'], c['task']), '')} |")
     io.write_text(args.out / "table.md", "\n".join(rows) + "\n")
     prov = io.provenance()
-    io.write_text(args.out / "command.txt", f"{prov['command']}\ngit commit: {prov['git_commit']}\n")
+    io.write_command(args.out, prov)
     print((args.out / "table.md").read_text())
     return 0
 

@@ -296,7 +296,7 @@ def main() -> None:
     summary["reader_workers_for_5600_img_s_64px"] = int(np.ceil(5600 / rate))
     summary.update(provenance)
     io.write_json(args.out / "summary.json", summary)
-    io.write_text(args.out / "command.txt", f"{summary['command']}\n# at commit {summary['git_commit']}\n")
+    io.write_command(args.out, summary)
     figure(summary, args.out / "data_scale.png")
     io.write_text(args.out / "README.md", render_readme(summary))
     print(json.dumps(summary, indent=1))

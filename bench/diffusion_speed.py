@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"device": device, "torch_threads": args.threads, "model_size": args.model_size,
               "unet_params_64": n_params, "quick": args.quick, "rows": rows, **io.provenance()}
     io.write_json(out / "speed.json", result)
-    io.write_text(out / "command.txt", f"{result['command']}\ngit commit: {result['git_commit']}\n")
+    io.write_command(out, result)
     io.write_text(out / "report.md", markdown(result))
     print(markdown(result))
     print(f"wrote {out}")

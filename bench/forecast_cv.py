@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                   for task in summary if task.startswith("eruptive")}
         io.write_json(args.out / "run.json", {"meta": meta, "targets": check_targets(summary),
                                               "flares_per_fold": counts})
-        io.write_text(args.out / "command.txt", f"{prov['command']}\ngit commit: {prov['git_commit']}\n")
+        io.write_command(args.out, prov)
     if args.tuning:
         io.write_json(args.out / "tuning.json", collect_tuning(args.tuning))
     render(args.out, data_note, args.title)

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = build_summary(results, Path(args.gpu) if args.gpu else None)
     io.write_json(results / "summary.json", summary)
     io.write_text(results / "README.md", render(summary))
-    io.write_text(results / "command.txt", f"{io.command_line()}\ngit commit: {io.git_commit()}\n")
+    io.write_command(results)
     return 0
 
 

@@ -313,8 +313,8 @@ def main_score(work: Path, results: Path, bundle: str | None = None, encoder_epo
     io.write_json(results / "fid.json", fids)
     _figures(info, generated, ref, letters[np.sort(pair[:n])], results)
     io.write_text(results / "README.md", render_readme(summary))
-    io.write_text(results / "command.txt", f"run:   {info.get('command', '')}   (git {info.get('git_commit')})\n"
-                  f"score: {io.command_line()}   (git {io.git_commit()})\n")
+    io.write_command(results, notes=[f"(scored from the run of: {info.get('command', '')}, git commit "
+                                     f"{info.get('git_commit')})"])
     return summary
 
 

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     io.write_json(out / "results.json", {"setup": setup, "rows": rows, "provenance": prov})
     io.write_text(out / "table.md", f"# S5 scan vs loop vs LSTM\n\nsetup: {setup}\n\n"
                   "Times are medians in milliseconds for one batch; memory in MiB.\n\n" + table(rows))
-    io.write_text(out / "command.txt", f"{prov['command']}\ngit commit: {prov['git_commit']}\n")
+    io.write_command(out, prov)
     print(f"wrote {out}")
     return 0
 

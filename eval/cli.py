@@ -7,16 +7,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from solargen.config import add_config_arguments, flag_overrides, to_yaml
+from solargen.config import add_config_arguments, add_schema_flags, flag_overrides, to_yaml
 
-# flag -> EvalConfig key (flags default to None so that a --config file is not overridden)
-_EVAL_FLAGS = {
-    "real": "real", "generated": "generated", "out": "out", "folds": "folds", "fold": "fold",
-    "label_column": "label_column", "flux_column": "flux_column", "set_size": "set_size",
-    "n_sets": "n_sets", "k": "k", "device": "device", "seed": "seed", "latent_dim": "latent_dim",
-    "balanced_per_class": "balanced_per_class", "guidance_scale": "guidance_scale",
-    "steps": "num_inference_steps", "sampler": "sampler", "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
+# Flags derived from EvalConfig (every scalar field; the `train` section's as --train-*), with
+# the short names users know; --seed sets both seeds, --features the list of FID feature spaces.
+ALIASES = {"steps": "num_inference_steps", "epochs": "train.epochs", "batch_size": "train.batch_size"}
+HELPS = {
+    "real": "real dataset directory (solargen data build)",
+    "generated": "pipeline directory | folder of PNG (+ labels.csv) | synthetic-set .npz",
+    "out": "output directory (report.md, metrics.json, figures/)",
+    "folds": "folds YAML (default auto: the one the generator was trained with, else configs/folds/2012-rolling.yaml)",
+    "fold": "fold whose train split the generator and the evaluation networks learn from (default auto: the generator's, else f1)",
+    "label_column": "class column of labels.parquet (default auto: the generated set's metadata, else goes_class)",
+    "flux_column": "flux column (default auto: the metadata, else the label column's flux twin)",
+    "set_size": "N per set (default min(1000, half the labelled training frames))",
+    "n_sets": "repeated generated sets (mean ± std; default 5)",
+    "k": "clusters (default one per class in the real reference set)",
+    "device": "torch device for every network: auto (default; the GPU when present), cpu, cuda, cuda:1",
+    "seed": "default 0 (also the evaluation networks' seed)",
+    "train.epochs": "epochs of the encoder/classifier/regressor (default 10)",
+    "latent_dim": "domain encoder latent size (default 128)",
+    "balanced_per_class": "model directories: generated frames per class for fidelity (default 200)",
+    "guidance_scale": "model directories: CFG scale (default 3)",
+    "num_inference_steps": "model directories: sampling steps (default 20)",
+    "sampler": "model directories: a sampler name (default dpm)",
 }
 
 
@@ -24,39 +38,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="FID, cluster metrics, classifier fidelity, std maps, novelty, "
                                     "faithfulness of generated frames against a real dataset")
     add_config_arguments(p, "evaluation (EvalConfig fields)")
-    p.add_argument("--real", help="real dataset directory (solargen data build)")
-    p.add_argument("--generated", help="pipeline directory | folder of PNG (+ labels.csv) | synthetic-set .npz")
-    p.add_argument("--out", help="output directory (report.md, metrics.json, figures/)")
-    p.add_argument("--folds", help="folds YAML (default auto: the one the generator was trained "
-                                   "with, else configs/folds/2012-rolling.yaml)")
-    p.add_argument("--fold", help="fold whose train split the generator and the evaluation networks "
-                                  "learn from (default auto: the generator's, else f1)")
-    p.add_argument("--label-column", help="class column of labels.parquet (default auto: the "
-                                          "generated set's metadata, else goes_class)")
-    p.add_argument("--flux-column", help="flux column (default auto: the metadata, else the label "
-                                         "column's flux twin)")
-    p.add_argument("--set-size", type=int, help="N per set (default min(1000, half the labelled training frames))")
-    p.add_argument("--n-sets", type=int, help="repeated generated sets (mean ± std; default 5)")
-    p.add_argument("--k", type=int, help="clusters (default one per class in the real reference set)")
+    from eval.report import EvalConfig
+    flags = add_schema_flags(p, EvalConfig, helps=HELPS, aliases=ALIASES, skip=("train.seed",))
     p.add_argument("--features", help="FID feature spaces, comma-separated (default inception,domain)")
-    p.add_argument("--device", help="torch device for every network: auto (default; the GPU when "
-                                    "present), cpu, cuda, cuda:1")
-    p.add_argument("--seed", type=int, help="default 0")
-    p.add_argument("--epochs", type=int, help="epochs of the encoder/classifier/regressor (default 10)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--latent-dim", type=int, help="domain encoder latent size (default 128)")
-    p.add_argument("--balanced-per-class", type=int, help="model directories: generated frames per "
-                                                          "class for fidelity (default 200)")
-    p.add_argument("--guidance-scale", type=float, help="model directories: CFG scale (default 3)")
-    p.add_argument("--steps", type=int, help="model directories: sampling steps (default 20)")
-    p.add_argument("--sampler", help="model directories: a sampler name (default dpm)")
+    p.set_defaults(config_flags=flags)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from eval.generated import EvalError
     from eval.report import load_eval_config, run_evaluation
-    overrides = flag_overrides(args, _EVAL_FLAGS)
+    overrides = flag_overrides(args, args.config_flags)
     if args.seed is not None:
         overrides.append(f"train.seed={args.seed}")
     if args.features is not None:

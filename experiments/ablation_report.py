@@ -348,7 +348,7 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
     io.write_json(out / "results.json", results_json)
     io.write_json(out / "summary.json", summary_json(comparisons, metric_names[0], overall, rows))
     io.write_text(out / "report.md", "\n".join(md))
-    io.write_text(out / "command.txt", f"{command['command']}\n{command['git_commit']}\n")
+    io.write_command(out, command)
     return {"report": str(out / "report.md"), "results": str(out / "results.json"),
             "figures": figures}
 

@@ -12,22 +12,9 @@ from forecasting.floors import SKLEARN_MODELS
 from forecasting.losses import CLASS_WEIGHTINGS, LOSSES
 from forecasting.models import MODELS
 from forecasting.tasks import TASKS
-from solargen.config import add_config_arguments, flag_overrides, to_yaml
+from forecasting.config import AUGMENTS, CALIBRATIONS, MODEL_FLOORS, SAMPLINGS, ForecastConfig
+from solargen.config import add_config_arguments, add_schema_flags, flag_overrides, to_yaml
 from solargen.errors import SolargenError
-
-# flag -> ForecastConfig key
-_TRAIN_FLAGS = {
-    "data": "data", "out": "out", "model": "model", "size": "size", "task": "task",
-    "folds": "folds", "fold": "fold", "history": "history", "epochs": "epochs",
-    "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",
-    "patience": "patience", "min_epochs": "min_epochs", "crt_epochs": "crt_epochs", "crt_lr": "crt_lr",
-    "sampling": "sampling", "epoch_samples": "epoch_samples", "augment": "augment",
-    "teacher": "teacher", "encoder": "encoder",
-    "max_batches": "max_batches", "seed": "seed", "mixed_precision": "mixed_precision",
-    "num_workers": "num_workers", "loss": "loss.name", "class_weighting": "loss.class_weighting",
-    "ib_start_epoch": "loss.ib_start_epoch",
-}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     forecast = sub.add_parser("forecast", help="train, evaluate and cross-validate flare forecasters")
@@ -58,42 +45,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=_run_evaluate)
 
 
+# Choices and help for the flags derived from ForecastConfig (every scalar field is a flag;
+# lists and mappings through --set); `--loss` and `--class-weighting` name the loss section's keys.
+CHOICES = {"model": sorted([*MODELS, *SKLEARN_MODELS]), "task": sorted(TASKS), "sampling": SAMPLINGS,
+           "augment": AUGMENTS, "floor": MODEL_FLOORS, "calibration": CALIBRATIONS,
+           "mixed_precision": ("auto", "no", "fp16", "bf16"), "loss.name": LOSSES,
+           "loss.class_weighting": ("auto", *CLASS_WEIGHTINGS)}
+ALIASES = {"loss": "loss.name", "class_weighting": "loss.class_weighting",
+           "ib_start_epoch": "loss.ib_start_epoch"}
+HELPS = {"data": "dataset directory", "out": "output (checkpoint) directory",
+         "model": "a deep model or a classical floor", "size": "named model size (cpu, deit-ti, vit-b16, base, imagenet)",
+         "folds": "folds YAML (default configs/folds/2012-rolling.yaml)", "fold": "fold name for train (default: the first)",
+         "history": "frames per sample (0: the model's default)", "teacher": "deit distillation: CNN checkpoint dir ({fold} = fold name)",
+         "encoder": "sequence models: frame-model checkpoint dir ({fold})", "crt_epochs": "> 0 adds classifier re-training (cRT)",
+         "floor": "flux-history: the model contains that floor (needs --flux-input)",
+         "calibration": "temperature: scaling fitted on validation, saved with the checkpoint"}
+
+
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, "forecaster (configs/forecast/*.yaml)")
-    p.add_argument("--data", type=Path, help="dataset directory")
-    p.add_argument("--out", type=Path, help="output (checkpoint) directory")
-    p.add_argument("--model", choices=sorted([*MODELS, *SKLEARN_MODELS]),
-                   help="a deep model or a classical floor (climatology, persistence, logistic)")
-    p.add_argument("--size", help="named model size (cpu, deit-ti, vit-b16, base, imagenet)")
-    p.add_argument("--task", choices=sorted(TASKS))
-    p.add_argument("--folds", type=Path, help="folds YAML (default configs/folds/2012-rolling.yaml)")
-    p.add_argument("--fold", help="fold name for train (default: the first)")
-    p.add_argument("--loss", choices=LOSSES)
-    p.add_argument("--class-weighting", choices=("auto", *CLASS_WEIGHTINGS))
-    p.add_argument("--ib-start-epoch", type=int, help="IB/FLARE: epoch that ends the CE warm-up")
-    p.add_argument("--history", type=int, help="frames per sample (default: 10 vit-lstm, 24 ssm)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--patience", type=int)
-    p.add_argument("--min-epochs", type=int, help="early stopping never stops before this epoch")
-    p.add_argument("--sampling", choices=("natural", "balanced"))
-    p.add_argument("--epoch-samples", type=int, help="draws per epoch (0: training set size)")
-    p.add_argument("--augment", choices=("none", "flips-rotate"))
-    p.add_argument("--teacher", help="deit distillation: CNN checkpoint dir ({fold} = fold name)")
-    p.add_argument("--encoder", help="sequence models: frame-model checkpoint dir ({fold})")
-    p.add_argument("--crt-epochs", type=int, help="> 0 adds classifier re-training (cRT)")
-    p.add_argument("--crt-lr", type=float)
-    p.add_argument("--max-batches", type=int, help="cap batches per epoch (quick looks)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"))
+    p.set_defaults(config_flags=add_schema_flags(p, ForecastConfig, CHOICES, HELPS, ALIASES))
 
 
 def resolve_config(args: argparse.Namespace):
     from forecasting.config import load_forecast_config
-    return load_forecast_config(args.config, [*flag_overrides(args, _TRAIN_FLAGS), *args.set])
+    return load_forecast_config(args.config, [*flag_overrides(args, args.config_flags), *args.set])
 
 
 def _check_required(config) -> None:

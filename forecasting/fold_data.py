@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
 

@@ -368,7 +368,10 @@ class FloorContaining(ModelMixin, ConfigMixin):
         return wrapped
 
     def floor_logits(self, x: torch.Tensor) -> torch.Tensor:
-        flux = x[:, -self.config.floor_inputs:, 0, 0].float()
+        """The floor's logits from the flux planes' centre pixel (flips and rotations about the
+        centre, the trainer's augmentation, leave it unchanged; corners fill with sky)."""
+        h, w = x.shape[-2] // 2, x.shape[-1] // 2
+        flux = x[:, -self.config.floor_inputs:, h, w].float()
         return flux @ self.floor_w.T + self.floor_b
 
     def forward(self, x: torch.Tensor) -> ForecastOutput:

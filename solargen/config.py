@@ -19,10 +19,12 @@ of that name, wherever the package is installed.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
 import re
+import types
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
@@ -142,6 +144,40 @@ def flag_overrides(args: Any, keys: dict[str, str]) -> list[str]:
             value = str(value) if isinstance(value, Path) else value
             out.append(f"{key}={json.dumps(value)}")
     return out
+
+
+def add_schema_flags(parser: Any, schema: type, choices: dict[str, Sequence[str]] | None = None,
+                     helps: dict[str, str] | None = None, aliases: dict[str, str] | None = None,
+                     skip: Sequence[str] = ()) -> dict[str, str]:
+    """A typed flag for every scalar field of dataclass `schema` (`--batch-size` for batch_size;
+    a nested section's field as `--section-field`, or the flag `aliases` names for its key;
+    booleans as --x / --no-x); lists and mappings are left to --set. Returns the flag destination
+    -> config key map that `flag_overrides` reads."""
+    import typing
+    choices, helps, aliases = choices or {}, helps or {}, aliases or {}
+    by_key = {key: flag for flag, key in aliases.items()}
+    keys: dict[str, str] = {}
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            key, kind = prefix + f.name, hints[f.name]
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 1:
+                kind = args[0]                  # an optional scalar: its flag gives the value
+            if dataclasses.is_dataclass(kind):
+                walk(kind, key + ".")
+                continue
+            if key in skip or kind not in (str, int, float, bool):
+                continue
+            dest = by_key.get(key, key.replace(".", "_"))
+            flag = "--" + dest.replace("_", "-")
+            extra: dict[str, Any] = ({"action": argparse.BooleanOptionalAction} if kind is bool
+                                     else {"type": kind, "choices": choices.get(key)})
+            parser.add_argument(flag, dest=dest, default=None, help=helps.get(key), **extra)
+            keys[dest] = key
+    walk(schema, "")
+    return keys
 
 
 def add_config_arguments(parser: Any, what: str) -> None:

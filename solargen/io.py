@@ -14,7 +14,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -136,10 +136,32 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str:
 
 
 def command_line() -> str:
-    """The command that started this process, shell-quoted."""
-    prog = Path(sys.argv[0]).name if sys.argv else "python"
+    """The command that started this process, shell-quoted (a script as `python <path>`)."""
+    if not sys.argv:
+        return "python"
+    script = Path(sys.argv[0])
+    if script.suffix == ".py":
+        try:
+            prog = f"python {script.resolve().relative_to(Path.cwd())}"
+        except ValueError:
+            prog = f"python {script}"
+    else:
+        prog = script.name
     return " ".join([prog, *map(shlex.quote, sys.argv[1:])])
 
 
 def provenance() -> dict[str, str]:
     return {"command": command_line(), "git_commit": git_commit()}
+
+
+COMMAND_FILE = "command.txt"
+
+
+def write_command(folder: str | os.PathLike, provenance_record: dict[str, str] | None = None,
+                  notes: Sequence[str] = ()) -> Path:
+    """command.txt of a results folder, one format everywhere: the command, `git commit: <sha>`,
+    then any notes (one a line). Default: this process's provenance()."""
+    record = provenance_record or provenance()
+    path = Path(folder) / COMMAND_FILE
+    write_text(path, "\n".join([record["command"], f"git commit: {record['git_commit']}", *notes]) + "\n")
+    return path

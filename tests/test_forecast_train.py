@@ -284,6 +284,10 @@ def test_a_floor_containing_model_starts_as_its_floor_and_calibrates_on_validati
                                                                prep.samples["test"].indices), 2)
     np.testing.assert_allclose(probs, expected, atol=1e-5)
     assert record["fitted_on"] == "train"
+    x = next(iter(loader))[0]                        # the trainer's flips and rotations keep the floor
+    torch.manual_seed(0)
+    np.testing.assert_allclose(model.floor_logits(train_mod.augment_batch(x, "flips-rotate")),
+                               model.floor_logits(x), atol=1e-5)
 
     seen = []
     fit = calibration.fit_temperature

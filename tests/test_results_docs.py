@@ -56,3 +56,31 @@ def test_data_scale_readme_is_generated_from_its_summary(folder, tmp_path):
     (copy / "README.md").write_text(text.replace(first, first + "1", 1))
     checked = subprocess.run([*script, str(copy)], capture_output=True, text=True)
     assert checked.returncode != 0 and "disagrees" in checked.stderr
+
+
+FLOOR_CV = sorted(p.parent for p in (ROOT / "docs" / "results").glob("*-forecast-cv-cpu-3/summary.json"))
+
+
+@pytest.mark.parametrize("folder", FLOOR_CV, ids=[f.name for f in FLOOR_CV])
+def test_forecast_cv_readme_table_and_increments_follow_from_the_units(folder):
+    """README.md is rendered from summary.json, and summary.json's table, increments and targets
+    are recomputed from its per-unit rows (a number changed anywhere is caught)."""
+    import numpy as np
+    import pandas as pd
+
+    from experiments import forecast_cv
+    from solargen import io
+    summary = io.read_json(folder / "summary.json")
+    assert (folder / "README.md").read_text() == forecast_cv.render(summary)
+    table = forecast_cv.mean_table(summary["rows"] + summary["ensembles"]).to_dict(orient="records")
+    assert pd.DataFrame(table).round(9).equals(pd.DataFrame(summary["table"]).round(9))
+    again = [r for task in summary["config"]["tasks"]
+             for r in forecast_cv.increments(pd.DataFrame(summary["rows"]), task)]
+    for mine, theirs in zip(again, summary["increments"], strict=True):
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            if isinstance(mine[key], float):
+                assert np.isclose(mine[key], theirs[key], equal_nan=True), (key, mine, theirs)
+            else:
+                assert mine[key] == theirs[key]
+    assert forecast_cv.targets({**summary, "table": table}) == summary["targets"]
