@@ -12,39 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from experiments.ablation_report import summarise  # noqa: E402
-from solargen import io  # noqa: E402
-
-
-def problems(folder: Path) -> list[str]:
-    """What in `folder` disagrees with its results.json (empty: all agree)."""
-    results = io.read_json(folder / "results.json")
-    summary, overall = summarise(results)
-    readme = (folder / "README.md").read_text()
-    out = []
-    if io.read_json(folder / "summary.json") != summary:
-        out.append("summary.json differs from the one generated from results.json")
-    if results["verdicts"][0] != overall:
-        out.append("results.json's overall verdict differs from the one generated from its comparisons")
-    out += [f"README.md lacks the verdict {v[:60]!r}..." for v in results["verdicts"] if v not in readme]
-    return out
-
-
-def refresh(folder: Path) -> None:
-    """Rewrite summary.json and the overall verdict (results.json, README.md) by the current rule."""
-    results = io.read_json(folder / "results.json")
-    summary, overall = summarise(results)
-    old = results["verdicts"][0]
-    readme = (folder / "README.md").read_text()
-    if old not in readme:
-        raise SystemExit(f"{folder}/README.md: its overall verdict is not the one in results.json")
-    results["verdicts"][0] = overall
-    io.write_json(folder / "results.json", results)
-    io.write_json(folder / "summary.json", summary)
-    io.write_text(folder / "README.md", readme.replace(old, overall))
+from experiments.ablation_report import problems, refresh
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,9 +25,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from experiments.ablation import (STATE_FILE, AblationConfig, AblationError, Cell, cache_root,
-                                  cell_config, cell_path, check_config, describe_plan, ensure_generator,
-                                  ensure_synthetic_set, estimate_cost, generator_record_path, plan_cells,
-                                  run_cell)
+                                  cell_config, cell_path, check_config, ensure_generator,
+                                  ensure_synthetic_set, generator_record_path, plan_cells, run_cell)
+from experiments.ablation_cost import describe_plan, estimate_cost
 from forecasting.augment import get_strategy
 from forecasting.tasks import get_task
 from forecasting.fold_data import FoldData, prepare_data

@@ -17,6 +17,7 @@ decision thresholds chosen on the averaged validation probabilities.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,14 @@ from forecasting.floors import FLOORS  # noqa: E402
 from forecasting.tasks import get_task  # noqa: E402
 from forecasting.train import train  # noqa: E402
 from solargen import io  # noqa: E402
+from solargen.errors import SolargenError  # noqa: E402
 
 # recipe name -> (shipped config, the floor it contains or is measured against)
 RECIPES: dict[str, tuple[str, str]] = {
     "resnet": ("forecast/resnet-cpu", "flux-history"),
     "resnet-flux": ("forecast/resnet-flux-cpu", "flux-history"),
     "resnet-floor": ("forecast/resnet-floor-cpu", "flux-history"),
+    "deit-floor": ("forecast/deit-floor-cpu", "flux-history"),
 }
 METRICS = ("tss", "hss", "bss", "auc")
 # the targets of issue #26, binary >= M within 24 h
@@ -67,7 +70,14 @@ def _scored(out: Path, data: str, part: str) -> tuple[dict[str, Any], pd.DataFra
 
 
 def _trained(config: ForecastConfig) -> dict[str, Any]:
+    """The checkpoint of `config`, trained unless a finished one of the same config is there (one
+    of another config is an error: a study never mixes settings)."""
     out = Path(config.out)
+    if (out / "forecast.json").is_file():
+        saved = io.read_json(out / "forecast.json")["config"]
+        if saved != json.loads(json.dumps(dataclasses.asdict(config))):
+            raise SolargenError(f"{out}: holds a run of another config; give the study a new --runs "
+                                "folder (or remove that run)")
     if not (out / "forecast.json").is_file() or not (out / "test" / "metrics.json").is_file():
         train(config)
     return io.read_json(out / "forecast.json")
@@ -165,6 +175,8 @@ def mean_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     table["units"] = grouped.size()
     table["collapsed_units"] = grouped["collapsed"].sum().astype(int)
     table["negative_bss_units"] = grouped["bss"].apply(lambda b: int((b < 0).sum()))
+    if "val_bss" in frame:          # flagged like a collapsed model: BSS < 0 on validation
+        table["negative_val_bss_units"] = grouped["val_bss"].apply(lambda b: int((b < 0).sum()))
     return table.reset_index()
 
 
@@ -267,15 +279,17 @@ def render(summary: dict[str, Any]) -> str:
              "windows only; every choice (epochs, thresholds, temperature) on validation.", ""]
     for task in cfg["tasks"]:
         lines += [f"## {task}: test scores, mean ± std over units", "",
-                  "| model | units | TSS | HSS | BSS | AUC | collapsed units | units with BSS < 0 |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| model | units | TSS | HSS | BSS | AUC | collapsed units | units with test BSS < 0 "
+                  "| units with validation BSS < 0 (flagged) |", "|---|---|---|---|---|---|---|---|---|"]
         for r in summary["table"]:
             if r["task"] != task:
                 continue
             cells = " | ".join(f"{r[m + '_mean']:.3f} ± {r[m + '_std']:.3f}" if np.isfinite(r[m + "_std"])
                                else f"{r[m + '_mean']:.3f}" for m in METRICS)
+            flagged = r.get("negative_val_bss_units")
+            flagged = "n/a" if flagged is None or not np.isfinite(flagged) else int(flagged)
             lines.append(f"| {r['model']} | {r['units']} | {cells} | {r['collapsed_units']} | "
-                         f"{r['negative_bss_units']} |")
+                         f"{r['negative_bss_units']} | {flagged} |")
         lines += ["", f"### Increment over the model's own floor (paired over units; Holm over "
                   f"every test; p only from {summary['units_needed_for_p']} units)", "",
                   "| model | floor | metric | units | mean increment | 95 % CI (BCa) | p (Wilcoxon) | p (Holm) |",

@@ -25,8 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset, TensorDataset
 from torchvision.transforms import v2
 
@@ -219,3 +222,28 @@ def oversample_weights(targets: np.ndarray) -> np.ndarray:
     targets = np.asarray(targets, dtype=int)
     counts = np.bincount(targets)
     return 1.0 / counts[targets]
+
+
+# ----------------------------------------------------------------------------- the trainer's own
+
+ROTATE_DEGREES = 10.0
+
+
+def augment_batch(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """flips-rotate: per sample, horizontal and vertical flips (p = 0.5 each) and a rotation
+    within +-10 degrees, the sky filled with -1; a history (B, T, C, H, W) moves as one."""
+    if kind == "none":
+        return x
+    shape = x.shape
+    x = x.reshape(shape[0], -1, *shape[-2:])
+    b = x.shape[0]
+    flip = torch.rand(b, 2, device=x.device) < 0.5
+    x = torch.where(flip[:, 0, None, None, None], x.flip(-1), x)
+    x = torch.where(flip[:, 1, None, None, None], x.flip(-2), x)
+    angle = (torch.rand(b, device=x.device) * 2 - 1) * math.radians(ROTATE_DEGREES)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x + 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1.0
+    return x.reshape(shape)

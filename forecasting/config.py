@@ -12,6 +12,7 @@ from solargen.errors import SolargenError
 
 SAMPLINGS = ("natural", "balanced")
 CALIBRATIONS = ("none", "temperature")
+DECISIONS = ("val-tss", "climatology")
 MODEL_FLOORS = ("", "flux-history")
 AUGMENTS = ("none", "flips-rotate")
 
@@ -57,6 +58,8 @@ class ForecastConfig:
     floor: str = ""                     # "flux-history": the model's logit = that floor's (fitted on
                                         # the training split, frozen) + an image term starting at 0
     calibration: str = "none"           # temperature: scaling fitted on validation, saved, applied
+    decision: str = "val-tss"           # val-tss: TSS-optimal thresholds on validation; climatology:
+                                        # P(>= level) >= its training frequency (calibrated models)
     seed: int = 0
     num_workers: int = 0
     mixed_precision: str = "auto"       # auto: accelerate launch's flag, else bf16 on a GPU, else no

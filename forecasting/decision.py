@@ -46,6 +46,13 @@ def choose_thresholds(probs: np.ndarray, targets: np.ndarray) -> list[float]:
     return [tss_optimal_threshold(targets >= k + 1, cum[:, k]) for k in range(cum.shape[1])]
 
 
+def climatology_thresholds(climatology: np.ndarray) -> list[float]:
+    """P(>= level k) >= the training frequency of >= k: for calibrated probabilities the TSS-optimal
+    rule (a forecast beats climatology exactly where its likelihood ratio exceeds 1), and one that
+    needs no events in the validation window."""
+    return [float(t) for t in event_probabilities(np.asarray(climatology, dtype=float)[None, :])[0]]
+
+
 def decide(probs: np.ndarray, thresholds: list[float]) -> np.ndarray:
     """The forecast class of each sample: the largest k with P(>= k) >= t_k, else 0."""
     passed = event_probabilities(probs) >= np.asarray(thresholds, dtype=float)[None, :]

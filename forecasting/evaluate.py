@@ -38,7 +38,8 @@ from forecasting.tasks import Samples, get_task, make_dataset, part_samples, sel
 from forecasting.config import CheckpointError, ForecastConfig  # noqa: E402
 from forecasting.calibration import apply_temperature  # noqa: E402
 from forecasting.fold_data import FluxPlane, FrameMap, materialise  # noqa: E402
-from forecasting.train import ENCODER_DIR, load_checkpoint, predict, train  # noqa: E402
+from forecasting.checkpoint import ENCODER_DIR, load_checkpoint  # noqa: E402
+from forecasting.train import predict, train  # noqa: E402
 from solargen import io  # noqa: E402
 from solargen.data.dataset import Normalisation, SolarDataset, load_dataset  # noqa: E402
 from solargen.data.splits import Fold  # noqa: E402

@@ -45,13 +45,12 @@ from __future__ import annotations
 import math
 import random
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -59,24 +58,22 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from forecasting import floors, metrics
-from forecasting.augment import dataset_targets, oversample_weights
+from forecasting.augment import augment_batch, dataset_targets, oversample_weights
 from forecasting.calibration import apply_temperature, fit_temperature, nll
-from forecasting.config import AUGMENTS, CALIBRATIONS, MODEL_FLOORS, SAMPLINGS, CheckpointError, ForecastConfig
-from forecasting.decision import choose_thresholds, decide
-from forecasting.fold_data import FLUX_PLANES, FluxPlane, FoldData, materialise, prepare_data
+from forecasting.checkpoint import (CHECKPOINT_FILE, ENCODER_DIR, MODEL_DIR, checkpoint_meta, copy_checkpoint,
+                                   linked_checkpoint)
+from forecasting.config import AUGMENTS, CALIBRATIONS, DECISIONS, MODEL_FLOORS, SAMPLINGS, ForecastConfig
+from forecasting.decision import choose_thresholds, climatology_thresholds, decide
+from forecasting.fold_data import FLUX_PLANES, FoldData, materialise, prepare_data
 from forecasting.losses import Distillation, ForecastLoss, LossConfig
-from forecasting.models import MODELS, FloorContaining, build_model
+from forecasting.models import FloorContaining, build_model
 from forecasting.s5 import SSM_PARAMETERS
 from forecasting.tasks import Task
 from solargen import io
 from solargen.config import resolve_mixed_precision
-from solargen.data.splits import Fold
 from solargen.errors import SolargenError
 
-CHECKPOINT_FILE, MODEL_DIR, STAGE1_DIR, STATE_DIR, LOG_FILE, DATA_FILE, ENCODER_DIR = (
-    "forecast.json", "model", "model-stage1", "state", "log.json", "data.json", "encoder")
-FORMAT_VERSION = 2
-ROTATE_DEGREES = 10.0
+STAGE1_DIR, STATE_DIR, LOG_FILE, DATA_FILE = "model-stage1", "state", "log.json", "data.json"
 
 
 class EpochSampler(Sampler[int]):
@@ -171,44 +168,6 @@ def logit_shift(prior: np.ndarray, targets: np.ndarray, sample_weights: np.ndarr
     return shift - shift[ok].mean()
 
 
-def augment_batch(x: torch.Tensor, kind: str) -> torch.Tensor:
-    """flips-rotate: per sample, horizontal and vertical flips (p = 0.5 each) and a rotation
-    within +-10 degrees, the sky filled with -1; a history (B, T, C, H, W) moves as one."""
-    if kind == "none":
-        return x
-    shape = x.shape
-    x = x.reshape(shape[0], -1, *shape[-2:])
-    b = x.shape[0]
-    flip = torch.rand(b, 2, device=x.device) < 0.5
-    x = torch.where(flip[:, 0, None, None, None], x.flip(-1), x)
-    x = torch.where(flip[:, 1, None, None, None], x.flip(-2), x)
-    angle = (torch.rand(b, device=x.device) * 2 - 1) * math.radians(ROTATE_DEGREES)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    zero = torch.zeros_like(cos)
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x + 1.0, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1.0
-    return x.reshape(shape)
-
-
-def _checkpoint_meta(config: ForecastConfig, prep: FoldData) -> dict[str, Any]:
-    ds, task, fold = prep.ds, prep.task, prep.fold
-    return {
-        "format_version": FORMAT_VERSION,
-        "kind": "floor" if config.model in floors.SKLEARN_MODELS else "deep",
-        "task": task.name, "model": config.model, "size": config.size, "history": prep.history,
-        "cadence_hours": config.cadence_hours, "classes": list(task.classes),
-        "event_class": task.event_class, "horizon_hours": task.horizon_hours,
-        "train_counts": prep.train_counts.tolist(), "train_climatology": prep.climatology.tolist(),
-        "climatology_smoothed": prep.climatology_smoothed,
-        "channels": ds.channels, "image_size": ds.size, "normalisation": ds.meta["normalisation"],
-        "dataset": str(ds.root), "dataset_synthetic": ds.synthetic,
-        "fold": {"name": fold.name, "source": config.folds,
-                 "ranges": {p: [str(a), str(b)] for p, (a, b) in fold.ranges.items()}},
-        "config": asdict(config), "provenance": io.provenance(),
-    }
-
-
 def _data_report(prep: FoldData, task: Task) -> dict[str, Any]:
     return {part: {"samples": int(len(s.targets)),
                    "class_counts": dict(zip(task.classes, s.counts(task.num_classes).tolist())),
@@ -267,10 +226,12 @@ class _Batches:
     logit_shift: np.ndarray
 
 
-def validation_scores(probs: np.ndarray, targets: np.ndarray, prep: FoldData
+def validation_scores(probs: np.ndarray, targets: np.ndarray, prep: FoldData, decision: str = "val-tss"
                       ) -> tuple[dict[str, Any], list[float]]:
-    """Scores of the decisions whose thresholds are chosen on these (validation) samples."""
-    thresholds = choose_thresholds(probs, targets)
+    """Scores of the decisions whose thresholds are chosen on these (validation) samples, or, with
+    decision "climatology", fixed at the training frequencies."""
+    thresholds = (climatology_thresholds(prep.climatology) if decision == "climatology"
+                  else choose_thresholds(probs, targets))
     scores = metrics.score_forecasts(probs, targets, prep.climatology, prep.task.event_class,
                                      decide(probs, thresholds))
     return scores, thresholds
@@ -290,6 +251,8 @@ def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, schedu
         _set_rng_state(saved["rng"])
         progress = saved["progress"]
     log[:] = [e for e in log if e["stage"] != stage.name or e["epoch"] < progress["epoch"]]
+    if saved is None and stage.name == "main" and isinstance(accelerator.unwrap_model(model), FloorContaining):
+        _validate_contained_floor(stage, accelerator, model, batches, prep, config, progress, log)
     while not progress["done"] and progress["epoch"] < stage.epochs:
         epoch = progress["epoch"]
         batches.sampler.set_epoch(epoch)
@@ -322,16 +285,16 @@ def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, schedu
                 break
         probs, targets = predict(model, batches.val_loader, accelerator, batches.logit_shift,
                                  desc="validate")
-        scores, thresholds = validation_scores(probs, targets, prep)
+        scores, thresholds = validation_scores(probs, targets, prep, config.decision)
         score = metrics.headline(scores)
         improved = np.isfinite(score) and score > progress["best_score"]
         if improved:
             progress.update(best_score=score, best_epoch=epoch, bad_epochs=0,
-                            best_thresholds=thresholds)
+                            best_thresholds=thresholds, floor_kept=False)
             _save_best(accelerator, model, stage.out)
         else:
             progress["bad_epochs"] += 1
-            if progress["best_epoch"] < 0:     # no finite validation score yet (e.g. no event in
+            if progress["best_epoch"] < 0 and not progress.get("floor_kept"):  # no finite score yet (no event in
                 progress["best_thresholds"] = thresholds   # the window): keep the latest epoch
                 _save_best(accelerator, model, stage.out)
         log.append({"stage": stage.name, "epoch": epoch, "train_loss": total / max(batches_done, 1),
@@ -348,6 +311,23 @@ def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, schedu
     return progress
 
 
+def _validate_contained_floor(stage: _Stage, accelerator: Accelerator, model, batches: _Batches,
+                              prep: FoldData, config: ForecastConfig, progress: dict, log: list) -> None:
+    """The untrained floor-containing model (image term at zero: the floor itself) is the first
+    candidate of early stopping, so training keeps it unless an epoch beats it on validation."""
+    probs, targets = predict(model, batches.val_loader, accelerator, batches.logit_shift,
+                             desc="validate the floor")
+    scores, thresholds = validation_scores(probs, targets, prep, config.decision)
+    score = metrics.headline(scores)
+    if np.isfinite(score):
+        progress.update(best_score=score, best_thresholds=thresholds, floor_kept=True)
+        _save_best(accelerator, model, stage.out)
+    log.append({"stage": stage.name, "epoch": -1, "train_loss": None, "lr": None, "val_score": score,
+                "val_collapsed": scores["collapsed"], "val_thresholds": thresholds,
+                "val": {k: scores[k] for k in scores if k not in ("reliability_ge_m",)},
+                "note": "the contained floor, before training"})
+
+
 class _TaskCriterion(torch.nn.Module):
     """The task loss called as criterion(output, targets, inputs), like Distillation."""
 
@@ -360,54 +340,6 @@ class _TaskCriterion(torch.nn.Module):
 
     def forward(self, out, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         return self.task_loss(out.logits, targets, out.features)
-
-
-def resolve_linked(path: str, fold: Fold) -> Path:
-    """A teacher / encoder checkpoint path, with "{fold}" replaced by the fold name."""
-    return Path(path.replace("{fold}", fold.name))
-
-
-def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], Any]:
-    """(forecast.json, model): a diffusers model in eval mode, or a floor's sklearn estimator."""
-    path = Path(path)
-    if not (path / CHECKPOINT_FILE).is_file() or not io.recover_dir(path / MODEL_DIR).is_dir():
-        raise CheckpointError(f"{path}: not a forecaster checkpoint ({CHECKPOINT_FILE} or "
-                              f"{MODEL_DIR}/ missing; train one with `solargen forecast train`)")
-    meta = io.read_json(path / CHECKPOINT_FILE)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {meta.get('format_version', 1)} from an "
-                              f"older solargen (no saved decision thresholds); retrain it with "
-                              f"`solargen forecast train`")
-    if meta["kind"] == "floor":
-        return meta, floors.load(path / MODEL_DIR)
-    cls = FloorContaining if meta["config"].get("floor") else MODELS[meta["model"]]
-    return meta, cls.from_pretrained(path / MODEL_DIR).eval()
-
-
-def _linked_checkpoint(path: str, prep: FoldData, role: str, same_task: bool
-                       ) -> tuple[Path, dict[str, Any], torch.nn.Module]:
-    """A teacher or encoder checkpoint, checked to be a deep frame model trained on this fold's
-    windows and this dataset's channels, size and normalisation (no leakage through it)."""
-    where = resolve_linked(path, prep.fold)
-    meta, model = load_checkpoint(where)
-    ranges = {p: [str(a), str(b)] for p, (a, b) in prep.fold.ranges.items()}
-    problems = []
-    if meta["kind"] != "deep" or MODELS[meta["model"]].sequence:
-        problems.append(f"it is {meta['model']}, not a deep one-frame model")
-    if meta["fold"]["name"] != prep.fold.name or meta["fold"]["ranges"] != ranges:
-        problems.append(f"it was trained on fold {meta['fold']['name']} {meta['fold']['ranges']}, "
-                        f"not {prep.fold.name} {ranges}")
-    if (meta["channels"], meta["image_size"], meta["normalisation"]) != (
-            prep.ds.channels, prep.ds.size, prep.ds.meta["normalisation"]):
-        problems.append("its channels, size or normalisation differ from the dataset's")
-    if same_task and meta["task"] != prep.task.name:
-        problems.append(f"it forecasts {meta['task']}, not {prep.task.name}")
-    if same_task and meta["config"].get("flux_input", False) != isinstance(
-            prep.datasets["train"], FluxPlane):
-        problems.append("its flux_input setting differs (the teacher sees the student's input)")
-    if problems:
-        raise CheckpointError(f"{where}: unusable as the {role}: " + "; ".join(problems))
-    return where, meta, model
 
 
 def _teacher_forecast(meta: dict[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -437,7 +369,8 @@ def fit(config: ForecastConfig, prep: FoldData, out: Path, train_set: Dataset | 
     for name, value, allowed in (("sampling", config.sampling, SAMPLINGS),
                                  ("augment", config.augment, AUGMENTS),
                                  ("floor", config.floor, MODEL_FLOORS),
-                                 ("calibration", config.calibration, CALIBRATIONS)):
+                                 ("calibration", config.calibration, CALIBRATIONS),
+                                 ("decision", config.decision, DECISIONS)):
         if value not in allowed:
             raise SolargenError(f"unknown {name} {value!r}; choose one of {allowed}")
     if config.floor and (not config.flux_input or config.model in floors.SKLEARN_MODELS
@@ -469,7 +402,7 @@ def fit_floor(config: ForecastConfig, prep: FoldData, out: Path) -> dict[str, An
                "stopped_early": False, "val_collapsed": val["collapsed"],
                "logit_shift": [0.0] * task.num_classes,
                "decision": {"thresholds": thresholds, "chosen_on": chosen_on}}
-    meta = {**_checkpoint_meta(config, prep), **summary}
+    meta = {**checkpoint_meta(config, prep), **summary}
     io.write_json(out / CHECKPOINT_FILE, meta)
     return meta
 
@@ -485,7 +418,7 @@ def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(config.mixed_precision),
                               gradient_accumulation_steps=config.gradient_accumulation_steps,
                               kwargs_handlers=handlers)
-    meta = _checkpoint_meta(config, prep)
+    meta = checkpoint_meta(config, prep)
     if accelerator.is_main_process:
         io.write_json(out / DATA_FILE, _data_report(prep, task))
     log = io.read_json(out / LOG_FILE) if (out / LOG_FILE).is_file() else []
@@ -493,14 +426,14 @@ def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
     overrides = dict(config.model_overrides)
     encoder = None
     if config.encoder:
-        source, encoder_meta, encoder = _linked_checkpoint(config.encoder, prep, "encoder", False)
+        source, encoder_meta, encoder = linked_checkpoint(config.encoder, prep, "encoder", False)
         overrides["embedding_dim"] = encoder.head.in_features
         meta["encoder"] = {"source": str(source), "model": encoder_meta["model"],
                            "task": encoder_meta["task"]}
         if config.augment != "none":
             raise SolargenError("augment must be 'none' for a model over precomputed embeddings")
         if accelerator.is_main_process:
-            _copy_checkpoint(source, out / ENCODER_DIR)
+            copy_checkpoint(source, out / ENCODER_DIR)
     if config.teacher:
         if config.model != "deit":
             raise SolargenError(f"distillation (teacher) is defined for deit only, not {config.model}")
@@ -526,7 +459,7 @@ def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
         model, meta["floor"] = contain_floor(model, config, prep)
     criterion: torch.nn.Module = _TaskCriterion(loss_fn)
     if config.teacher:
-        source, teacher_meta, teacher = _linked_checkpoint(config.teacher, prep, "teacher", True)
+        source, teacher_meta, teacher = linked_checkpoint(config.teacher, prep, "teacher", True)
         criterion = Distillation(loss_fn, teacher, config.distill_weight,
                                  _teacher_forecast(teacher_meta))
         meta["teacher"] = {"source": str(source), "model": teacher_meta["model"],
@@ -556,7 +489,9 @@ def fit_deep(config: ForecastConfig, prep: FoldData, out: Path,
         summary["crt"] = {k: crt[k] for k in ("best_epoch", "best_score", "epoch")}
         summary["decision"]["thresholds"] = crt["best_thresholds"]
         meta["logit_shift"] = crt_shift.tolist()
-    if summary["best_epoch"] < 0:
+    if main.get("floor_kept"):
+        summary["kept"] = "the contained floor: no epoch beat it on validation"
+    elif summary["best_epoch"] < 0:
         summary["best_epoch"] = summary["epochs_run"] - 1
         summary["val_score_undefined"] = True          # the last epoch was kept
     summary.update(calibrate(config, type(accelerator.unwrap_model(model)), out, val_data, prep,
@@ -590,7 +525,7 @@ def calibrate(config: ForecastConfig, model_cls: type, out: Path, val_data: Data
                              logit_shift=shift, desc="calibrate")
     temperature = fit_temperature(probs, targets) if config.calibration == "temperature" else 1.0
     calibrated = apply_temperature(probs, temperature)
-    if temperature != 1.0:
+    if temperature != 1.0 and config.decision == "val-tss":
         thresholds = choose_thresholds(calibrated, targets)
     scores = metrics.score_forecasts(calibrated, targets, prep.climatology, prep.task.event_class,
                                      decide(calibrated, thresholds))
@@ -599,13 +534,6 @@ def calibrate(config: ForecastConfig, model_cls: type, out: Path, val_data: Data
                             "val_nll_after": nll(calibrated, targets)},
             "decision": {"thresholds": thresholds, "chosen_on": "val"},
             "val_bss_ge_m": scores["bss_ge_m"], "val_bss_negative": bool(scores["bss_ge_m"] < 0)}
-
-
-def _copy_checkpoint(source: Path, dest: Path) -> None:
-    """forecast.json and model/ of a checkpoint, copied into place atomically."""
-    with io.atomic_dir(dest) as tmp:
-        shutil.copytree(io.recover_dir(source / MODEL_DIR), tmp / MODEL_DIR)
-        shutil.copy2(source / CHECKPOINT_FILE, tmp / CHECKPOINT_FILE)
 
 
 def _classifier_retraining(config: ForecastConfig, accelerator: Accelerator, model, prep: FoldData,

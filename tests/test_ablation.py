@@ -24,6 +24,7 @@ from experiments.ablation_runner import run_ablation
 from experiments.ablation_report import SECTIONS
 from forecasting.augment import (STRATEGIES, SyntheticSamples, Transformed, classical_transform,
                                  count_origin, minority_picks, oversample_weights, seeded)
+from forecasting.floors import FLOORS
 from forecasting.tasks import get_task, make_dataset, part_samples
 from application.cli import main as cli_main
 from solargen.config import ConfigError
@@ -135,8 +136,8 @@ def first_run(workdir):
 def test_cells_listed_equal_cells_run(first_run, workdir):
     config, result, fits, gens = first_run
     planned = [c.id for c in plan_cells(config)]
-    # 3 floors + 4 strategies without N + 3 with N x 2 N values x 2 synthetic sets
-    assert len(planned) == 3 + 4 + 3 * 2 * 2 == len(set(planned))
+    # the floors + 4 strategies without N + 3 with N x 2 N values x 2 synthetic sets
+    assert len(planned) == len(FLOORS) + 4 + 3 * 2 * 2 == len(set(planned))
     assert result["cells"] == planned and result["ran"] == planned and result["skipped"] == 0
     written = sorted(p.stem for p in (workdir / "run" / "cells").glob("*.json"))
     assert written == sorted(planned)

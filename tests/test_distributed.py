@@ -115,7 +115,7 @@ def test_forecaster_on_two_ranks_matches_one(forecasts):
     two = io.read_json(forecasts["two"] / "log.json")
     np.testing.assert_allclose([e["lr"] for e in two], [e["lr"] for e in one], rtol=1e-6)
     np.testing.assert_allclose([e["train_loss"] for e in two], [e["train_loss"] for e in one], rtol=1e-3)
-    from forecasting.train import load_checkpoint
+    from forecasting.checkpoint import load_checkpoint
     w1 = load_checkpoint(forecasts["one"])[1].state_dict()
     w2 = load_checkpoint(forecasts["two"])[1].state_dict()
     for key, value in w1.items():

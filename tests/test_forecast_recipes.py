@@ -16,7 +16,8 @@ from forecasting.evaluate import evaluate_checkpoint
 from forecasting.losses import Distillation, ForecastLoss, LossConfig
 from forecasting.models import build_model
 from forecasting.config import CheckpointError, ForecastConfig
-from forecasting.train import load_checkpoint, logit_shift, train
+from forecasting.checkpoint import load_checkpoint
+from forecasting.train import logit_shift, train
 from solargen.data.dataset import write_dataset
 
 FOLDS_YAML = """gap_hours: 72

@@ -1,6 +1,7 @@
 """Tasks, leakage, and the train / resume / evaluate / cross-validate path on a tiny dataset."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import yaml
 import torch
 
 from forecasting import train as train_mod
+from forecasting.augment import augment_batch
 from forecasting.losses import LossConfig, NonFiniteLossError
 from forecasting.tasks import get_task, make_dataset, part_samples, select_samples, used_frames
 from forecasting.config import ForecastConfig
@@ -219,7 +221,7 @@ def test_a_new_forecaster_is_one_registered_class(tiny, tmp_path):
 
     from forecasting.evaluate import evaluate_checkpoint
     from forecasting.models import MODELS, ForecastOutput, register_forecaster
-    from forecasting.train import load_checkpoint
+    from forecasting.checkpoint import load_checkpoint
 
     @register_forecaster("toy-pool", {"cpu": {"width": 4}})
     class ToyPool(ModelMixin, ConfigMixin):
@@ -286,7 +288,7 @@ def test_a_floor_containing_model_starts_as_its_floor_and_calibrates_on_validati
     assert record["fitted_on"] == "train"
     x = next(iter(loader))[0]                        # the trainer's flips and rotations keep the floor
     torch.manual_seed(0)
-    np.testing.assert_allclose(model.floor_logits(train_mod.augment_batch(x, "flips-rotate")),
+    np.testing.assert_allclose(model.floor_logits(augment_batch(x, "flips-rotate")),
                                model.floor_logits(x), atol=1e-5)
 
     seen = []
@@ -301,6 +303,13 @@ def test_a_floor_containing_model_starts_as_its_floor_and_calibrates_on_validati
     np.testing.assert_array_equal(calibration.apply_temperature(p, 1.0), p)
     with pytest.raises(SolargenError, match="flux_input=true"):
         train(_config(tiny, tmp_path / "bad", model="resnet", floor="flux-history", model_overrides={}))
+    # nothing learnt (lr 0): early stopping keeps the contained floor, decided at the base rates
+    kept = train(dataclasses.replace(config, out=str(tmp_path / "kept"), lr=0.0, calibration="none",
+                                     decision="climatology"))
+    assert kept["kept"].startswith("the contained floor") and kept["best_epoch"] == -1
+    from forecasting.decision import climatology_thresholds
+    assert kept["decision"]["thresholds"] == pytest.approx(climatology_thresholds(prep.climatology))
+    assert climatology_thresholds(np.array([0.5, 0.3, 0.15, 0.05])) == pytest.approx([0.5, 0.2, 0.05])
 
 
 @pytest.mark.slow

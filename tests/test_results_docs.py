@@ -2,7 +2,6 @@
 generates from each folder's results.json (text and numbers cannot disagree)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,10 +11,8 @@ FOLDERS = sorted(p.parent for p in (ROOT / "docs" / "results").glob("*-ablation-
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("ablation_summary", ROOT / "bench" / "ablation_summary.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from experiments import ablation_report
+    return ablation_report
 
 
 @pytest.mark.parametrize("folder", FOLDERS, ids=[f.name for f in FOLDERS])
