@@ -81,8 +81,17 @@ def render(s: dict) -> str:
     fids = sorted((r["fid_inception"]["dpm:20"], name) for name, r in s["recipes"].items())
     (best_fid, best), (second_fid, second) = fids[0], fids[1]
     gap = (second_fid - best_fid) / best_fid
-    tie = (f" {second} is within {gap:.1%} of it, a difference one set of N = {s['recipe_n']} cannot "
-           "resolve; the default stays the simpler cosine schedule." if gap < 0.05 else "")
+    keys = ("prediction_type", "beta_schedule", "rescale_zero_terminal_snr", "loss_weighting")
+    default = next((name for name, r in s["recipes"].items()
+                    if all(r["objective"][k] == s["objective"][k] for k in keys)), None)
+    if default in (best, second) and default != best:
+        stance = f" the default ({default}) stays"
+    elif default == best:
+        stance = f" the default ({default}) is the lowest"
+    else:
+        stance = f" the default ({default or 'not among the recipes'}) is neither of the two"
+    tie = (f" {second} is within {gap:.2%} of it, a difference one set of N = {s['recipe_n']} cannot "
+           f"resolve;{stance}." if gap < 0.05 else "")
     lines += ["", f"Lowest Inception FID: **{best}** ({best_fid:.2f}).{tie} The wall minutes include other jobs "
               "sharing the 2 cores; the steps are what is equal. Figure: `recipes/recipes.png` (loss curves, "
               "each divided by its first logged value, and FID / floor).", "",

@@ -351,7 +351,7 @@ def _summary(info: dict, fids: dict, encoder_losses: list[float]) -> dict:
         ref = next((k for k in f if k.startswith("ddpm:")), None)
         if "dpm:20" in f and ref:
             out[f"dpm20_vs_{ref.replace(':', '')}_fid_ratio_{space}"] = f["dpm:20"] / f[ref]
-            checks[f"dpm20_within_10pct_of_{ref.replace(':', '')}_{space}"] = \
+            checks[f"dpm20_at_most_1.10x_{ref.replace(':', '')}_{space}"] = \
                 f["dpm:20"] <= TARGETS["dpm20_vs_ddpm_fid_ratio"] * f[ref]
         if f and out[f"fid_floor_{space}"]:
             best = min(f, key=f.get)
@@ -404,7 +404,8 @@ def render_readme(s: dict) -> str:
         for key, value in s.items():
             if key.startswith("dpm20_vs_") and key.endswith(space):
                 ref = key.split("_")[2]
-                ok = c[f"dpm20_within_10pct_of_{ref}_{space}"]
+                # the name of runs before 2026-12-08 said "within 10 %" for the same one-sided check
+                ok = c.get(f"dpm20_at_most_1.10x_{ref}_{space}", c.get(f"dpm20_within_10pct_of_{ref}_{space}"))
                 lines.append(f"- {space} FID of DPM-20 / {ref}: {value:.2f} (target <= "
                              f"{s['targets']['dpm20_vs_ddpm_fid_ratio']:.2f}: {yes(ok)}).")
         if f"best_within_3x_floor_{space}" in c:
