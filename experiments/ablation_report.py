@@ -24,8 +24,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from experiments.ablation_stats import (MIN_PAIRS, Comparison, bootstrap_ci, compare,  # noqa: E402
-                                        units_table, verdict)
+                                        identically_zero, units_table, verdict)
 from forecasting.augment import get_strategy  # noqa: E402
+from forecasting.floors import FLOORS  # noqa: E402
 from forecasting.tasks import get_task  # noqa: E402
 from solargen import io  # noqa: E402
 from solargen.data.dataset import load_dataset  # noqa: E402
@@ -100,8 +101,10 @@ def _overall(comparisons: list[Comparison], synthetic_names: list[str]) -> str:
     # a collapse belongs to a cell, not to a metric: count each strategy/N row's pairs once
     first_metric = [c for c in syn if c.metric == syn[0].metric]
     collapsed = sum(c.collapsed_pairs for c in first_metric)
+    zero = sum(identically_zero(c) for c in syn)
     tail = (f" ({len(syn)} synthetic-strategy comparisons, {len(tested)} with >= {MIN_PAIRS} (fold, seed) pairs and a "
-            f"Holm-adjusted p-value; {collapsed} (fold, seed) pairs with a collapsed cell left out over the "
+            f"Holm-adjusted p-value" + (f", {zero} identically zero over all pairs (not tested)" if zero else "")
+            + f"; {collapsed} (fold, seed) pairs with a collapsed cell left out over the "
             f"{len(first_metric)} strategy/N rows)")
     if not tested:
         return ("Not testable: no comparison has the " f"{MIN_PAIRS} (fold, seed) pairs a p-value needs" + tail + ".")
@@ -313,15 +316,11 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
            f"The unit is a (fold, seed) pair: a strategy's cell is paired with the `none` cell of the "
            f"same task, model, fold and seed (repeated synthetic sets averaged within the unit). Mean "
            f"paired difference with a BCa bootstrap 95 % CI; a Wilcoxon signed-rank p-value only from "
-           f"{MIN_PAIRS} pairs on; Holm's adjustment across all {len(comparisons)} comparisons; "
+           f"{MIN_PAIRS} pairs on; {_holm_sentence(comparisons)}; "
            "significant only after adjustment; pairs with a collapsed cell left out.", "",
            "| task | model | strategy | N | metric | pairs | collapsed pairs | mean diff | 95 % CI | "
            "Wilcoxon p | Holm p | significant |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    md += [f"| {c.task} | {c.model} | {c.strategy} | {c.n_synthetic or '-'} | {c.metric} | {c.n_pairs} | "
-           f"{c.collapsed_pairs} | {c.mean_diff:+.3f} | "
-           + (f"[{c.ci95[0]:+.3f}, {c.ci95[1]:+.3f}]" if c.ci95 else "-")
-           + f" | {_p(c.p_value)} | {_p(c.p_holm)} | {'yes' if c.significant else 'no'} |"
-           for c in comparisons]
+    md += _comparison_rows(comparisons)
     md += ["", SECTIONS[4], "",
            "Device hours of training + evaluating each strategy's cells (measured wall time).", "",
            "| strategy | CPU h | GPU h |", "|---|---|---|"]
@@ -353,18 +352,68 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
             "figures": figures}
 
 
+def _holm_sentence(comparisons: list[Comparison]) -> str:
+    tested = sum(c.p_value is not None for c in comparisons)
+    if tested == len(comparisons):
+        return f"Holm's adjustment across all {len(comparisons)} comparisons"
+    zero = sum(identically_zero(c) for c in comparisons)
+    return (f"Holm's adjustment across the {tested} comparisons with a p-value ({zero} identically "
+            f"zero over all pairs, reported and not tested; {len(comparisons) - tested - zero} with "
+            f"fewer than {MIN_PAIRS} pairs)")
+
+
+def _comparison_rows(comparisons: list[Comparison]) -> list[str]:
+    return [f"| {c.task} | {c.model} | {c.strategy} | {c.n_synthetic or '-'} | {c.metric} | {c.n_pairs} | "
+            f"{c.collapsed_pairs} | {c.mean_diff:+.3f} | "
+            + (f"[{c.ci95[0]:+.3f}, {c.ci95[1]:+.3f}]" if c.ci95 else "-")
+            + f" | {_p(c.p_value)} | {_p(c.p_holm)} | {'yes' if c.significant else 'no'} |"
+            for c in comparisons]
+
+
 def _column(result: dict[str, Any]) -> str:
     return get_task(result["cell"]["task"]).column
 
 
 # ----------------------------------------------------------------------------- committed folders
 
+def recompute(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Comparison]]:
+    """The aggregates and paired comparisons recomputed from results.json's per-cell scores alone
+    (a cell of a classical floor is a floor by its model name)."""
+    cells = [{**r, "floor": r["cell"]["model"] in FLOORS} for r in results["cells"]]
+    metrics = list(results["config"]["metrics"])
+    units = units_table(cells, metrics)
+    return aggregate(cells, metrics), compare(units, metrics) if len(units) else []
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, floats to 1e-9 (relative) and NaN equal to NaN, through nested dicts and lists."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and bool(np.isclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True))
+    return a == b
+
+
 def problems(folder: Path) -> list[str]:
-    """What in `folder` disagrees with its results.json (empty: all agree)."""
+    """What in `folder` disagrees with its per-cell scores (empty: all agree): the stored
+    aggregates and comparisons against ones recomputed from the cells, summary.json and the
+    verdicts against the rule, and every row of the README's tables against the recomputed ones."""
     results = io.read_json(folder / "results.json")
     summary, overall = summarise(results)
     readme = (folder / "README.md").read_text()
     out = []
+    rows, comparisons = recompute(results)
+    if not _same(rows, results["aggregates"]):
+        out.append("results.json's aggregates differ from the ones recomputed from its cells")
+    if not _same([c.to_dict() for c in comparisons], results["comparisons"]):
+        out.append("results.json's comparisons differ from the ones recomputed from its cells")
+    metrics = list(results["config"]["metrics"])
+    pairs = dict.fromkeys((r["task"], r["model"]) for r in rows if not r["floor"])
+    table_rows = [line for t, m in pairs for line in _table(rows, t, m, metrics)[2:]]
+    table_rows += _comparison_rows(comparisons) + [_holm_sentence(comparisons)]
+    out += [f"README.md lacks the table row {line[:70]!r}..." for line in table_rows if line not in readme]
     if io.read_json(folder / "summary.json") != summary:
         out.append("summary.json differs from the one generated from results.json")
     if results["verdicts"][0] != overall:
@@ -374,14 +423,24 @@ def problems(folder: Path) -> list[str]:
 
 
 def refresh(folder: Path) -> None:
-    """Rewrite summary.json and the overall verdict (results.json, README.md) by the current rule."""
+    """Rewrite results.json's comparisons and verdicts, summary.json, and the README's comparison
+    rows, Holm sentence and verdicts, recomputed from the per-cell scores by the current rule."""
     results = io.read_json(folder / "results.json")
-    summary, overall = summarise(results)
-    old = results["verdicts"][0]
     readme = (folder / "README.md").read_text()
-    if old not in readme:
-        raise SystemExit(f"{folder}/README.md: its overall verdict is not the one in results.json")
-    results["verdicts"][0] = overall
+    rows, comparisons = recompute(results)
+    old_comparisons = [Comparison(**{**c, "ci95": tuple(c["ci95"]) if c["ci95"] else None})
+                       for c in results["comparisons"]]
+    replacements = list(zip(_comparison_rows(old_comparisons), _comparison_rows(comparisons)))
+    replacements.append((_holm_sentence(old_comparisons), _holm_sentence(comparisons)))
+    results["comparisons"] = [c.to_dict() for c in comparisons]
+    summary, overall = summarise(results)
+    new_verdicts = [overall] + [f"- {verdict(c)}" for c in comparisons]
+    replacements += list(zip(results["verdicts"], new_verdicts, strict=True))
+    for old, new in replacements:
+        if old not in readme:
+            raise SystemExit(f"{folder}/README.md: {old[:60]!r}... is not the text results.json generates")
+        readme = readme.replace(old, new)
+    results["verdicts"], results["aggregates"] = new_verdicts, rows
     io.write_json(folder / "results.json", results)
     io.write_json(folder / "summary.json", summary)
-    io.write_text(folder / "README.md", readme.replace(old, overall))
+    io.write_text(folder / "README.md", readme)

@@ -57,13 +57,19 @@ def bootstrap_ci(diffs: np.ndarray, seed: int = 0, resamples: int = 9999) -> tup
 
 
 def wilcoxon_p(diffs: np.ndarray) -> float | None:
-    """Two-sided Wilcoxon signed-rank p-value, only from MIN_PAIRS pairs or more."""
+    """Two-sided Wilcoxon signed-rank p-value, only from MIN_PAIRS pairs or more; None as well for
+    differences that are identically zero over all pairs (nothing to test: such a comparison is
+    reported, and left out of the Holm family)."""
     diffs = np.asarray(diffs, dtype=float)
-    if len(diffs) < MIN_PAIRS:
+    if len(diffs) < MIN_PAIRS or np.all(diffs == 0):
         return None
-    if np.all(diffs == 0):
-        return 1.0
     return float(stats.wilcoxon(diffs, zero_method="wilcox").pvalue)
+
+
+def identically_zero(comparison: "Comparison") -> bool:
+    """Enough pairs for a test, every paired difference exactly zero."""
+    c = comparison
+    return c.n_pairs >= MIN_PAIRS and c.p_value is None and c.ci95 is not None and c.ci95 == (0.0, 0.0)
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -141,6 +147,7 @@ def verdict(comparison: Comparison) -> str:
     ci = f"CI [{c.ci95[0]:+.3f}, {c.ci95[1]:+.3f}]" if c.ci95 else "no CI (one pair)"
     stats_text = (f"mean paired difference {c.mean_diff:+.3f}, 95 % {ci}, "
                   + (f"Holm-adjusted Wilcoxon p = {c.p_holm:.3g}" if c.p_holm is not None
+                     else "no p-value (identically zero over all pairs: not tested)" if identically_zero(c)
                      else f"no p-value ({c.n_pairs} pairs < {MIN_PAIRS})")
                   + f", {c.n_pairs} (fold, seed) pairs"
                   + (f", {c.collapsed_pairs} collapsed pairs left out" if c.collapsed_pairs else ""))

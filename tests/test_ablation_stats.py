@@ -69,3 +69,22 @@ def test_holm_runs_across_metrics_and_strategies():
     assert len(comparisons) == 2
     raw = [c.p_value for c in comparisons]
     assert [c.p_holm for c in comparisons] == pytest.approx(holm(raw))
+
+
+def test_identically_zero_comparisons_are_reported_but_not_tested():
+    """A metric equal in every pair (e.g. acc_X where no fold has an X) gets no p-value and stays
+    out of the Holm family, so it does not dilute the other comparisons."""
+    from experiments.ablation_stats import identically_zero
+    rows = []
+    rng = np.random.default_rng(0)
+    for fold in ("f1", "f2", "f3"):
+        for seed in (0, 1):
+            for strategy in ("none", "synthetic"):
+                rows.append({"task": "t", "model": "m", "strategy": strategy, "n_synthetic": 0 if strategy == "none" else 10,
+                             "fold": fold, "seed": seed, "collapsed": False,
+                             "tss": rng.normal() + (0.8 if strategy == "synthetic" else 0.0), "acc_X": 0.0})
+    out = {c.metric: c for c in compare(pd.DataFrame(rows), ["tss", "acc_X"])}
+    assert out["acc_X"].p_value is None and out["acc_X"].p_holm is None and identically_zero(out["acc_X"])
+    assert out["tss"].p_holm == pytest.approx(out["tss"].p_value)       # a family of one
+    assert "identically zero" in verdict(out["acc_X"])
+    assert wilcoxon_p(np.zeros(MIN_PAIRS)) is None

@@ -81,3 +81,29 @@ def test_forecast_cv_readme_table_and_increments_follow_from_the_units(folder):
             else:
                 assert mine[key] == theirs[key]
     assert forecast_cv.targets({**summary, "table": table}) == summary["targets"]
+
+
+def test_a_changed_cell_score_or_table_number_is_reported(tmp_path):
+    """The checker recomputes from the per-cell scores: one changed cell score, or one changed
+    number in a README table row, is found."""
+    import shutil
+
+    from solargen import io
+    bench = _bench()
+    copy = tmp_path / FOLDERS[-1].name
+    shutil.copytree(FOLDERS[-1], copy, ignore=shutil.ignore_patterns("figures"))
+    results = io.read_json(copy / "results.json")
+    cell = next(c for c in results["cells"] if c["cell"]["strategy"] != "none")
+    metric = results["config"]["metrics"][0]
+    cell["metrics"][metric] += 0.05
+    io.write_json(copy / "results.json", results)
+    found = bench.problems(copy)
+    assert any("recomputed from its cells" in p for p in found), found
+
+    shutil.copy(FOLDERS[-1] / "results.json", copy / "results.json")
+    assert bench.problems(copy) == []
+    lines = (copy / "README.md").read_text().splitlines()
+    k = next(i for i, line in enumerate(lines) if line.startswith("| oversample |"))
+    lines[k] = lines[k].replace("0.", "0.9", 1)
+    (copy / "README.md").write_text("\n".join(lines) + "\n")
+    assert any("table row" in p for p in bench.problems(copy))
