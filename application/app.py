@@ -71,16 +71,25 @@ def _model_view(model: str, dataset: str) -> tuple:
         info = studio.inspect_model(model)
     except studio.StudioError as exc:
         return (f"⚠️ {exc}", gr.update(), gr.update(), gr.update(), gr.update(), dataset)
-    missing = [c for c in GOES_CLASSES if c not in info.known_classes]
-    radio = gr.update(choices=list(info.known_classes), visible=not info.uses_flux,
-                      value=info.known_classes[-1] if info.known_classes else None,
-                      info=("not learned by this model: " + ", ".join(missing)) if missing else None)
+    missing = [c for c in GOES_CLASSES if c not in info.offered_classes]
+    radio = gr.update(choices=list(info.offered_classes), visible=not info.uses_flux,
+                      value=info.offered_classes[-1] if info.offered_classes else None,
+                      info=_missing_note(info, missing))
     lo, hi = info.log_flux_range()
     slider = gr.update(minimum=lo, maximum=hi, value=info.default_log_flux(), visible=info.uses_flux)
     label = gr.update(value=_flux_label(info.default_log_flux()), visible=info.uses_flux)
     if not dataset and Path(info.dataset).is_dir():
         dataset = info.dataset
     return (info.describe(), radio, slider, label, gr.update(maximum=info.num_train_timesteps), dataset)
+
+
+def _missing_note(info: studio.ModelInfo, missing: list[str]) -> str | None:
+    """Which classes the radio does not offer, and why (not learnt, or too few training frames)."""
+    if not missing:
+        return None
+    return "not offered: " + ", ".join(
+        f"{c} ({info.class_counts[c]} training frames < {studio.MIN_CLASS_FRAMES})"
+        if c in info.known_classes else f"{c} (not learnt)" for c in missing)
 
 
 def _panels(images: np.ndarray) -> list[np.ndarray]:
@@ -168,7 +177,7 @@ def build_app(model: str | None = None, dataset: str | None = None,
             info = studio.inspect_model(model)
         except studio.StudioError:
             info = None
-    known = list(info.known_classes) if info else list(GOES_CLASSES)
+    known = list(info.offered_classes) if info else list(GOES_CLASSES)
     uses_flux = bool(info and info.uses_flux)
     lo, hi = info.log_flux_range() if info else studio.LOG_FLUX_RANGE
     flux0 = info.default_log_flux() if info else -5.0
@@ -191,7 +200,8 @@ def build_app(model: str | None = None, dataset: str | None = None,
         with gr.Row():
             with gr.Column():
                 class_radio = gr.Radio(known, value=known[-1] if known else None, label="Flare class",
-                                       visible=not uses_flux)
+                                       visible=not uses_flux, info=_missing_note(
+                                           info, [c for c in GOES_CLASSES if c not in known]) if info else None)
                 flux_slider = gr.Slider(lo, hi, value=flux0, step=0.05, label="log10 X-ray flux (W m⁻²)",
                                         visible=uses_flux)
                 flux_md = gr.Markdown(_flux_label(flux0), visible=uses_flux)

@@ -26,6 +26,7 @@ import pandas as pd
 from solargen import io
 from solargen.config import resolve_device
 from solargen.data.goes import GOES_CLASSES, check_flux, flux_to_class, flux_to_letter
+from solargen.diffusion.sample import MIN_CLASS_FRAMES
 from solargen.errors import SolargenError
 
 QUICKSTART_DIR = Path("runs/quickstart")
@@ -78,11 +79,19 @@ class ModelInfo:
         hi = max(q[-1] for q in self.flux_quantiles.values())
         return math.floor(lo * 10) / 10, math.ceil(hi * 10) / 10
 
+    @property
+    def offered_classes(self) -> tuple[str, ...]:
+        """The known classes learnt from at least MIN_CLASS_FRAMES training frames: those the
+        studio synthesises (every known class when the pipeline records no counts)."""
+        if not self.class_counts:
+            return self.known_classes
+        return tuple(c for c in self.known_classes if self.class_counts.get(c, 0) >= MIN_CLASS_FRAMES)
+
     def default_log_flux(self) -> float:
-        """The median training flux of the rarest known class (or 1e-5, M1.0)."""
+        """The median training flux of the rarest offered class (or 1e-5, M1.0)."""
         if not self.flux_quantiles:
             return -5.0
-        rarest = min(self.known_classes, key=lambda c: self.class_counts.get(c, 0))
+        rarest = min(self.offered_classes or self.known_classes, key=lambda c: self.class_counts.get(c, 0))
         q = self.flux_quantiles.get(rarest) or next(iter(self.flux_quantiles.values()))
         return round(float(q[len(q) // 2]), 2)
 
@@ -238,6 +247,7 @@ def validate(request: SampleRequest, info: ModelInfo) -> SampleRequest:
         if info.kind == "both" and letter not in info.known_classes:
             raise StudioError(f"flux 10^{log_flux:g} W m^-2 is class {flux_to_class(10 ** log_flux)}; "
                               f"this model learned only classes {', '.join(info.known_classes)}")
+        _check_offered(info, letter, f"flux 10^{log_flux:g} W m^-2 (class {letter})")
     else:
         if request.log_flux is not None and not _finite(request.log_flux):
             raise StudioError(f"log10 flux must be a finite number, got {request.log_flux!r} (this "
@@ -246,9 +256,18 @@ def validate(request: SampleRequest, info: ModelInfo) -> SampleRequest:
         if flare_class not in info.known_classes:
             what = "no flare class given" if not flare_class else f"flare class {request.flare_class!r} is unknown to this model"
             raise StudioError(f"{what}; it was trained on classes {', '.join(info.known_classes)}")
+        _check_offered(info, flare_class, f"flare class {flare_class}")
     return SampleRequest(model=str(info.path), flare_class=flare_class, log_flux=log_flux,
                          guidance_scale=guidance, sampler=request.sampler, steps=steps, seed=seed,
                          count=count)
+
+
+def _check_offered(info: ModelInfo, letter: str, what: str) -> None:
+    if info.class_counts and letter not in info.offered_classes:
+        raise StudioError(f"{what}: the model saw {info.class_counts.get(letter, 0)} training frame(s) of "
+                          f"class {letter}, fewer than the {MIN_CLASS_FRAMES} the studio needs to draw "
+                          f"it (a class seen that rarely comes out as texture); it offers "
+                          f"{', '.join(info.offered_classes) or 'no class'}")
 
 
 def requested_letter(request: SampleRequest) -> str:

@@ -54,7 +54,7 @@ from solargen.data.goes import GOES_CLASSES
 from solargen.data.splits import load_folds
 from solargen.diffusion import run_config
 from solargen.diffusion.pipeline import SolarDiffusionPipeline
-from solargen.diffusion.sample import load_npz, sample_set, write_npz
+from solargen.diffusion.sample import MIN_CLASS_FRAMES, load_npz, sample_set, thin_classes, write_npz
 from solargen.diffusion import train as diffusion_train
 from solargen.errors import SolargenError
 
@@ -87,6 +87,9 @@ class GeneratorSettings:
     # fold name -> an already trained pipeline dir to use instead of training one (it must have
     # been trained on that fold's training split; checked); its own label column is kept
     pretrained: dict[str, str] = field(default_factory=dict)
+    # a minority class with fewer frames in the generator's training split is not synthesised
+    # (stated in the report): a class seen that rarely is drawn as texture, not as its Sun
+    min_class_frames: int = MIN_CLASS_FRAMES
 
 
 @dataclass
@@ -289,6 +292,7 @@ def ensure_generator(config: AblationConfig, ds, fold, label_column: str,
     record = {"key": key, "pipeline": str(pipeline_dir), "fold": fold.name,
               "label_column": pipeline.metadata.get("label_column", label_column), "training": training,
               "known_classes": pipeline.known_classes,
+              "class_counts": pipeline.metadata.get("class_counts", {}),
               "train_seconds": float(pipeline.metadata.get("train_seconds",
                                                              time.perf_counter() - tic)),
               "device": pipeline.metadata.get("device", "cpu")}
@@ -301,7 +305,7 @@ def ensure_synthetic_set(config: AblationConfig, generator: dict[str, Any], set_
     """The NPZ of synthetic set `set_index`: max(N) frames per minority class the generator knows,
     sampled once and cached; image i of the set has seed 10_000_000 * (set_index + 1) + i."""
     g = config.generator
-    classes = [c for c in config.minority_classes if c in generator["known_classes"]]
+    classes, thin = synthesis_classes(config, generator)
     n_max = max(config.n_synthetic)
     key = _hash({"gen": generator["key"], "classes": classes, "n": n_max, "set": set_index,
                  "sampler": g.sampler, "steps": g.steps, "guidance": g.guidance_scale})
@@ -310,8 +314,9 @@ def ensure_synthetic_set(config: AblationConfig, generator: dict[str, Any], set_
         return path
     if not classes:
         raise AblationError(f"{generator['pipeline']}: the fold-{generator['fold']} generator knows "
-                            f"none of the minority classes {config.minority_classes} (its training "
-                            f"split has classes {generator['known_classes']})")
+                            f"none of the minority classes {config.minority_classes} from at least "
+                            f"generator.min_class_frames = {g.min_class_frames} training frames (its "
+                            f"training split: {generator_class_counts(generator)}; too few: {thin})")
     pipeline = SolarDiffusionPipeline.from_pretrained(generator["pipeline"])
     if torch.cuda.is_available():
         pipeline.to("cuda")
@@ -325,6 +330,22 @@ def ensure_synthetic_set(config: AblationConfig, generator: dict[str, Any], set_
     meta["sampling"]["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     result["meta"] = json.dumps(meta, default=str)
     return write_npz(path, result)
+
+
+def generator_class_counts(generator: dict[str, Any]) -> dict[str, int]:
+    """Training frames per class of a generator (its record, or its pipeline's metadata for a
+    record written before records held them)."""
+    if "class_counts" in generator:
+        return generator["class_counts"]
+    return io.read_json(Path(generator["pipeline"]) / "model_index.json")["metadata"]["class_counts"]
+
+
+def synthesis_classes(config: AblationConfig, generator: dict[str, Any]) -> tuple[list[str], dict[str, int]]:
+    """The minority classes this generator synthesises (known, from at least min_class_frames
+    training frames), and those left out for too few frames (class -> frames)."""
+    known = [c for c in config.minority_classes if c in generator["known_classes"]]
+    thin = thin_classes(generator_class_counts(generator), known, config.generator.min_class_frames)
+    return [c for c in known if c not in thin], thin
 
 
 def load_synthetic(path: Path, fold, classes: list[str], n: int) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -408,7 +429,7 @@ def run_cell(config: AblationConfig, cell: Cell, data: FoldData, out: Path,
     strategy = get_strategy(cell.strategy)
     synthetic, sampling, classes = None, None, []
     if strategy.synthetic:
-        classes = [c for c in config.minority_classes if c in generator["known_classes"]]
+        classes, _ = synthesis_classes(config, generator)
         frames, letters, sampling = load_synthetic(synthetic_path, data.fold, classes, cell.n)
         synthetic = (frames, letters)
     train, weights = training_set(config, cell, data, strategy, synthetic)
@@ -445,7 +466,9 @@ def run_cell(config: AblationConfig, cell: Cell, data: FoldData, out: Path,
         "train_class_counts_total": np.bincount(dataset_targets(train), minlength=k).tolist(),
         "synthetic_classes": classes, "sampling": sampling,
         "generator": None if not strategy.synthetic else {
-            k2: generator[k2] for k2 in ("key", "pipeline", "fold", "training")},
+            **{k2: generator[k2] for k2 in ("key", "pipeline", "fold", "training")},
+            "class_counts": generator_class_counts(generator),
+            "not_synthesised": synthesis_classes(config, generator)[1]},
         "fit": fit_record,
         "eval_seconds": round(time.perf_counter() - tic, 3),
         "device": "cuda" if torch.cuda.is_available() else "cpu", "history": data.history,

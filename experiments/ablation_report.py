@@ -302,6 +302,13 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
                       f"({tr['frames_used']} frames) | {tr['train_window'][0]} .. "
                       f"{tr['train_window'][1]} |")
         md.append("")
+        thin = {g["fold"]: g["not_synthesised"] for g in gens.values() if g.get("not_synthesised")}
+        if thin:
+            md += [f"Minority classes with fewer than {config.generator.min_class_frames} frames in a "
+                   "generator's training split are not synthesised (the synthetic strategies add "
+                   "only the others): " + "; ".join(
+                       f"fold {fold}: " + ", ".join(f"{c} ({n} frames)" for c, n in t.items())
+                       for fold, t in sorted(thin.items())) + ".", ""]
     floor_names = sorted({r["cell"]["model"] for r in results if r.get("floor")})
     md += [SECTIONS[2], "",
            (f"Classical floors ({', '.join(floor_names)}; forecasting.floors) are trained on the "

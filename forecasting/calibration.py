@@ -2,7 +2,9 @@
 
 A forecaster's probabilities p become softmax(log p / T): T > 1 softens over-confident forecasts,
 T < 1 sharpens timid ones, T = 1 is the identity. T minimises the negative log-likelihood of the
-validation targets; the trainer saves it in forecast.json and every later prediction applies it.
+validation targets; the trainer saves it in forecast.json and every later prediction applies it
+to the probabilities it reports (Brier, BSS, reliability); the forecast classes are decided on the
+probabilities before scaling, where the decision thresholds were set.
 """
 from __future__ import annotations
 

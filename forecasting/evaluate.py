@@ -77,9 +77,10 @@ def forecast_samples(checkpoint: str | Path, meta: dict[str, Any], model: Any, d
         elif frame_map is not None:                    # raw histories stay lazy (too large)
             dataset = Transformed(dataset, lambda x: torch.from_numpy(frame_map(x.numpy())))
         loader = DataLoader(dataset, batch_size=batch_size)
-        probs, _ = predict(model, loader, logit_shift=np.asarray(meta["logit_shift"]),
-                           desc="evaluate")
-        probs = apply_temperature(probs, meta.get("calibration", {}).get("temperature", 1.0))
+        raw, _ = predict(model, loader, logit_shift=np.asarray(meta["logit_shift"]), desc="evaluate")
+        # the forecast from the probabilities the thresholds were set on; the calibrated ones reported
+        return (apply_temperature(raw, meta.get("calibration", {}).get("temperature", 1.0)),
+                decide(raw, meta["decision"]["thresholds"]))
     return probs, decide(probs, meta["decision"]["thresholds"])
 
 

@@ -517,22 +517,22 @@ def contain_floor(model: torch.nn.Module, config: ForecastConfig, prep: FoldData
 
 def calibrate(config: ForecastConfig, model_cls: type, out: Path, val_data: Dataset, prep: FoldData,
               shift: np.ndarray, thresholds: list[float]) -> dict[str, Any]:
-    """Validation-only calibration of the kept model: the temperature (1 without calibration),
-    the decision thresholds chosen again on the calibrated probabilities, and the validation BSS
-    (a model whose BSS is below 0 is flagged, as a collapsed one is)."""
+    """Validation-only calibration of the kept model: the temperature (1 without calibration) that
+    every later prediction applies to its probabilities (the decisions stay those of the
+    uncalibrated probabilities: calibration changes the probabilities, not the forecasts), and
+    the validation BSS (a model whose BSS is below 0 is flagged, as a collapsed one is)."""
     model = model_cls.from_pretrained(io.recover_dir(out / MODEL_DIR)).eval()
     probs, targets = predict(model, DataLoader(val_data, batch_size=config.batch_size),
                              logit_shift=shift, desc="calibrate")
     temperature = fit_temperature(probs, targets) if config.calibration == "temperature" else 1.0
     calibrated = apply_temperature(probs, temperature)
-    if temperature != 1.0 and config.decision == "val-tss":
-        thresholds = choose_thresholds(calibrated, targets)
     scores = metrics.score_forecasts(calibrated, targets, prep.climatology, prep.task.event_class,
-                                     decide(calibrated, thresholds))
+                                     decide(probs, thresholds))
     return {"calibration": {"method": config.calibration, "temperature": temperature,
                             "fitted_on": "val", "val_nll_before": nll(probs, targets),
                             "val_nll_after": nll(calibrated, targets)},
-            "decision": {"thresholds": thresholds, "chosen_on": "val"},
+            "decision": {"thresholds": thresholds,
+                         "chosen_on": "train climatology" if config.decision == "climatology" else "val"},
             "val_bss_ge_m": scores["bss_ge_m"], "val_bss_negative": bool(scores["bss_ge_m"] < 0)}
 
 

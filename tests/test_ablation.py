@@ -85,8 +85,9 @@ def write_config(tmp: Path, name: str = "tiny", **changes) -> Path:
         "train": {"epochs": 1, "batch_size": 16, "lr": 1e-3, "patience": 1,
                   "model_overrides": {"patch_size": 8, "embed_dim": 16, "depth": 1,
                                       "num_heads": 2}},
+        # min_class_frames 0: the tiny test split has a handful of M and X frames
         "generator": {"config": str(CONFIGS / "ddpm-tiny.yaml"), "steps": 2, "batch_size": 8,
-                      "overrides": ["model.attention_max_resolution=4", "train.max_steps=4",
+                      "min_class_frames": 0, "overrides": ["model.attention_max_resolution=4", "train.max_steps=4",
                                     "train.batch_size=4", "train.warmup_steps=1",
                                     "train.checkpoint_every=2"]},
         "cache_dir": str(tmp / "cache"),
@@ -239,7 +240,7 @@ def test_pretrained_generator_is_reused_only_for_its_own_fold(first_run, workdir
     shutil.copytree(record["pipeline"], elsewhere)
     config = load_ablation_config(write_config(workdir, name="pre-run", strategies=["none", "synthetic"],
                                                n_synthetic=[2], synthetic_sets=1, generator={
-        "pretrained": {"t1": str(elsewhere)}, "steps": 2, "batch_size": 8},
+        "pretrained": {"t1": str(elsewhere)}, "steps": 2, "batch_size": 8, "min_class_frames": 0},
         cache_dir=str(workdir / "pre-cache")))
     mp = pytest.MonkeyPatch()
     mp.setattr(diffusion_train, "train", Counter(diffusion_train.train, kill_after=0))
@@ -480,3 +481,15 @@ def test_summary_counts_a_strategys_own_collapsed_cells_and_each_left_out_pair_o
     assert entry["collapsed_cells"] == 0 and entry["collapsed_pairs"] == 1 and entry["pairs"] == 5
     assert "1 (fold, seed) pairs with a collapsed cell left out over the 1 strategy/N rows" in _overall(
         comparisons, ["synthetic"])
+
+
+def test_a_class_from_too_few_training_frames_is_not_synthesised(tmp_path):
+    """The minority classes a generator synthesises are those it saw at least
+    generator.min_class_frames times; none left is one clear error naming the counts."""
+    config = ablation.AblationConfig(minority_classes=["M", "X"])
+    generator = {"key": "g", "pipeline": str(tmp_path), "fold": "f1", "known_classes": ["B", "C", "M", "X"],
+                 "class_counts": {"B": 900, "C": 500, "M": 24, "X": 2}}
+    assert ablation.synthesis_classes(config, generator) == (["M"], {"X": 2})
+    config.generator.min_class_frames = 30
+    with pytest.raises(AblationError, match="min_class_frames = 30.*too few: {'M': 24, 'X': 2}"):
+        ablation.ensure_synthetic_set(config, generator, 0, tmp_path / "cache")

@@ -137,6 +137,19 @@ def test_a_seed_beyond_2_53_minus_one_runs_as_itself_and_outputs_are_named(clien
     assert not [r for r in returns if r["label"].startswith("value_")]
 
 
+def test_a_class_from_too_few_training_frames_is_not_offered(studio_url):
+    """The studio offers only classes learnt from MIN_CLASS_FRAMES frames; another is refused."""
+    import dataclasses
+
+    from application.studio import MIN_CLASS_FRAMES, SampleRequest, StudioError, inspect_model, validate
+    info = inspect_model(studio_url[1] / "model" / "pipeline")
+    commonest = info.known_classes[0]
+    thin = dataclasses.replace(info, class_counts={**info.class_counts, commonest: MIN_CLASS_FRAMES - 1})
+    assert commonest not in thin.offered_classes
+    with pytest.raises(StudioError, match=f"saw {MIN_CLASS_FRAMES - 1} training frame"):
+        validate(SampleRequest(model=str(info.path), flare_class=commonest, steps=2, count=1), thin)
+
+
 def test_class_the_model_did_not_learn_is_refused(studio_url):
     from solargen.data.goes import GOES_CLASSES
     from application.studio import SampleRequest, StudioError, generate, inspect_model
@@ -152,7 +165,7 @@ def _flux_info(kind: str, known=("B", "C", "M")):
     return ModelInfo(path=Path("m"), kind=kind, known_classes=tuple(known), synthetic=True,
                      channels=("171",), size=16, unet_size="XS", train_steps=1, num_train_timesteps=1000,
                      label_column="goes_class", dataset="d", fold="f1", train_window=None, frames_used=1,
-                     class_counts={"B": 50, "C": 20, "M": 3},
+                     class_counts={"B": 500, "C": 200, "M": 30},
                      flux_quantiles={"B": [-6.9, -6.5, -6.1], "C": [-5.9, -5.5, -5.1], "M": [-4.9, -4.6, -4.2]})
 
 

@@ -322,6 +322,10 @@ def test_cli_reports_bad_input_without_traceback(workdir, trained, tmp_path, cap
     assert cli_main(["sample", "--model", str(workdir / "ds"), "--flare-class", "B",
                      "--out", str(tmp_path / "o")]) == 2
     assert "not a solargen pipeline" in capsys.readouterr().err
+    # a class learnt from fewer frames than the stated minimum is refused, one line, unless lowered
+    assert cli_main(["sample", "--model", model, "--flare-class", "B", "--n", "1", "--steps", "2",
+                     "--min-class-frames", "1000000", "--out", str(tmp_path / "o")]) == 2
+    assert "not synthesised: class B has" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- sampling sets

@@ -28,6 +28,31 @@ class SyntheticSetError(ValueError):
     """A file that is not a usable synthetic-set NPZ."""
 
 
+# A class the generator saw fewer training frames of than this is not synthesised for users
+# (`solargen sample`, the studio) or the ablation's minority sets unless they lower the minimum.
+MIN_CLASS_FRAMES = 20
+
+
+def thin_classes(class_counts: dict[str, int], letters: Sequence[str], minimum: int) -> dict[str, int]:
+    """The requested classes with fewer than `minimum` frames in the generator's training split
+    (class -> its frame count)."""
+    return {c: int(class_counts.get(c, 0)) for c in dict.fromkeys(letters)
+            if int(class_counts.get(c, 0)) < minimum}
+
+
+def check_class_frames(pipeline: SolarDiffusionPipeline, letters: Sequence[str], minimum: int) -> None:
+    """Refuse to synthesise a class learnt from fewer than `minimum` training frames (a class the
+    model never learnt is the conditioning's error, raised when sampling)."""
+    known = [c for c in letters if c in pipeline.known_classes]
+    thin = thin_classes(pipeline.metadata.get("class_counts", {}), known, minimum)
+    if thin:
+        raise PipelineError(
+            "not synthesised: " + ", ".join(f"class {c} has {n} training frame(s)" for c, n in thin.items())
+            + f" in this generator's training split, fewer than the minimum {minimum} (a class seen "
+            "that rarely is drawn as texture, not as a Sun of that class); lower the minimum to "
+            "sample it anyway")
+
+
 def sample_set(pipeline: SolarDiffusionPipeline, flare_class: Sequence[str] | None = None,
                goes_flux: Sequence[float] | None = None, n: int | None = None, seed: int = 0,
                batch_size: int = 16, sampler: str = "dpm", num_inference_steps: int | None = None,
