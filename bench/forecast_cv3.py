@@ -35,10 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     report = sub.add_parser("report")
     report.add_argument("--check", action="store_true")
+    report.add_argument("--note", action="append", default=None,
+                        help="replace the README's notes (what was tried, what it means; no numbers "
+                             "that summary.json does not hold) with these paragraphs, kept in summary.json")
     report.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     if args.command == "report":
         summary = io.read_json(args.folder / "summary.json")
+        if args.note is not None and not args.check:
+            summary["notes"] = args.note
+            io.write_json(args.folder / "summary.json", summary)
         text = forecast_cv.render(summary)
         if args.check:
             same = (args.folder / "README.md").read_text() == text

@@ -326,6 +326,8 @@ def render(summary: dict[str, Any]) -> str:
             lines.append(f"| {t['target']} | {t['model']} | {t['value']:.3f} | {t['needed']:.3f} | "
                          f"{'yes' if t['met'] else 'no'} | {t['by']:+.3f} |")
         lines.append("")
+    if summary.get("notes"):
+        lines += ["## Notes", ""] + [line for note in summary["notes"] for line in (note, "")]
     lines += ["Figures: " + ", ".join(f"`{f}`" for f in summary.get("figures", [])) + ".", "",
               f"Command: see `command.txt`; git commit {summary['provenance']['git_commit']}.", ""]
     return "\n".join(lines)
