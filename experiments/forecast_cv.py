@@ -45,6 +45,7 @@ RECIPES: dict[str, tuple[str, str]] = {
     "resnet": ("forecast/resnet-cpu", "flux-history"),
     "resnet-flux": ("forecast/resnet-flux-cpu", "flux-history"),
     "resnet-floor": ("forecast/resnet-floor-cpu", "flux-history"),
+    "resnet-floor-raw": ("forecast/resnet-floor-raw-cpu", "flux-history"),
     "deit-floor": ("forecast/deit-floor-cpu", "flux-history"),
 }
 METRICS = ("tss", "hss", "bss", "auc")          # of the >= M event; 4-class tasks add GMGS first
