@@ -11,8 +11,9 @@ A unit is one (fold, seed): each deep recipe is trained with `forecasting.train.
 (they do not depend on the seed). Everything finished is reused, so a killed study resumes.
 The increment of a recipe is its test score minus its own floor's on the same fold, paired over
 the units: mean, BCa 95 % interval, Wilcoxon p (from 5 units), Holm-adjusted over every
-(recipe, metric) tested. A seed ensemble averages the seeds' probabilities per fold, with its
-decision thresholds chosen on the averaged validation probabilities.
+(recipe, metric) tested. A seed ensemble averages the seeds' probabilities per fold and decides
+by the recipe's rule (thresholds chosen on the averaged validation probabilities, or at the
+training climatology).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from experiments.ablation_stats import MIN_PAIRS, bootstrap_ci, holm, wilcoxon_p  # noqa: E402
 from forecasting import metrics  # noqa: E402
 from forecasting.config import ForecastConfig, load_forecast_config  # noqa: E402
-from forecasting.decision import choose_thresholds, decide  # noqa: E402
+from forecasting.decision import choose_thresholds, climatology_thresholds, decide  # noqa: E402
 from forecasting.evaluate import evaluate_checkpoint  # noqa: E402
 from forecasting.floors import FLOORS  # noqa: E402
 from forecasting.tasks import get_task  # noqa: E402
@@ -116,15 +117,17 @@ def run_unit(task: str, recipe: str | None, floor: str | None, data: str, runs: 
 
 
 def ensemble_row(task: str, recipe: str, fold: str, units: list[dict[str, Any]]) -> dict[str, Any]:
-    """The seeds' mean probabilities on one fold; thresholds chosen on the mean validation
-    probabilities."""
+    """The seeds' mean probabilities on one fold, decided by the recipe's rule: thresholds chosen
+    on the mean validation probabilities, or at the training climatology."""
     classes = list(get_task(task).classes)
     cols = [f"p_{c}" for c in classes]
     val = np.mean([u["val"][cols].to_numpy() for u in units], axis=0)
     test = np.mean([u["test"][cols].to_numpy() for u in units], axis=0)
     val_targets = units[0]["val"]["observed"].map(classes.index).to_numpy()
     targets = units[0]["test"]["observed"].map(classes.index).to_numpy()
-    thresholds = choose_thresholds(val, val_targets)
+    decision = load_forecast_config(RECIPES[recipe][0]).decision
+    thresholds = (climatology_thresholds(np.asarray(units[0]["climatology"])) if decision == "climatology"
+                  else choose_thresholds(val, val_targets))
     task_spec = get_task(task)
     scores = metrics.score_forecasts(test, targets, np.asarray(units[0]["climatology"]),
                                      task_spec.event_class, decide(test, thresholds))
