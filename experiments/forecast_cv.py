@@ -293,8 +293,9 @@ def render(summary: dict[str, Any]) -> str:
              f"Data: `{cfg['data']}` ({cfg['data_kind']}); folds `{cfg['folds_file']}` "
              f"({', '.join(cfg['folds'])}); seeds {cfg['seeds']}; recipes "
              + ", ".join(f"`{r}` (`configs/{RECIPES[r][0]}.yaml`)" for r in cfg["recipes"]) + ".",
-             "A unit is one (fold, seed); floors do not depend on the seed (one per fold). Test "
-             "windows only; every choice (epochs, thresholds, temperature) on validation.", ""]
+             "A unit is one (fold, seed); floors do not depend on the seed (one per fold). Scores on "
+             "the test windows; every choice (epoch, temperature, val-tss thresholds) on validation, "
+             "the floors' and the climatology thresholds on the training split, nothing on test.", ""]
     for task in cfg["tasks"]:
         names = task_metrics(task)
         lines += [f"## {task}: test scores, mean ± std over units", "",
