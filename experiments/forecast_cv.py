@@ -32,6 +32,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from experiments.ablation_stats import MIN_PAIRS, bootstrap_ci, holm, wilcoxon_p  # noqa: E402
 from forecasting import metrics  # noqa: E402
+from forecasting.calibration import apply_temperature  # noqa: E402
 from forecasting.config import ForecastConfig, load_forecast_config  # noqa: E402
 from forecasting.decision import choose_thresholds, climatology_thresholds, decide  # noqa: E402
 from forecasting.evaluate import evaluate_checkpoint  # noqa: E402
@@ -113,24 +114,32 @@ def run_unit(task: str, recipe: str | None, floor: str | None, data: str, runs: 
            "val_tss": val[0]["scores"]["ge_m"]["tss"], "val_bss": val[0]["scores"]["bss_ge_m"],
            "temperature": meta.get("calibration", {}).get("temperature", 1.0),
            "best_epoch": meta.get("best_epoch")}
-    return {"row": row, "val": val[1], "test": test[1], "climatology": meta["train_climatology"]}
+    return {"row": row, "val": val[1], "test": test[1], "climatology": meta["train_climatology"],
+            "temperature": row["temperature"]}
 
 
 def ensemble_row(task: str, recipe: str, fold: str, units: list[dict[str, Any]]) -> dict[str, Any]:
-    """The seeds' mean probabilities on one fold, decided by the recipe's rule: thresholds chosen
-    on the mean validation probabilities, or at the training climatology."""
+    """The seeds' mean probabilities on one fold (reported calibrated), decided as the members are:
+    on the mean of their uncalibrated probabilities, by the recipe's rule (thresholds chosen on the
+    validation means, or at the training climatology)."""
     classes = list(get_task(task).classes)
     cols = [f"p_{c}" for c in classes]
-    val = np.mean([u["val"][cols].to_numpy() for u in units], axis=0)
-    test = np.mean([u["test"][cols].to_numpy() for u in units], axis=0)
+
+    def mean(part: str, raw: bool) -> np.ndarray:
+        """The seeds' mean probabilities as reported (calibrated), or as decided on (each member's
+        temperature undone: softmax(log p / T) has the inverse T -> 1 / T)."""
+        return np.mean([apply_temperature(u[part][cols].to_numpy(), 1.0 / u["temperature"]) if raw
+                        else u[part][cols].to_numpy() for u in units], axis=0)
+
     val_targets = units[0]["val"]["observed"].map(classes.index).to_numpy()
     targets = units[0]["test"]["observed"].map(classes.index).to_numpy()
     decision = load_forecast_config(RECIPES[recipe][0]).decision
     thresholds = (climatology_thresholds(np.asarray(units[0]["climatology"])) if decision == "climatology"
-                  else choose_thresholds(val, val_targets))
+                  else choose_thresholds(mean("val", True), val_targets))
     task_spec = get_task(task)
+    test = mean("test", False)
     scores = metrics.score_forecasts(test, targets, np.asarray(units[0]["climatology"]),
-                                     task_spec.event_class, decide(test, thresholds))
+                                     task_spec.event_class, decide(mean("test", True), thresholds))
     frame = pd.DataFrame({"event observed": targets >= task_spec.event_class,
                           "event probability": test[:, task_spec.event_class:].sum(axis=1)})
     return {"task": task, "model": f"{recipe} (ensemble of {len(units)})", "kind": "ensemble",
