@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
+from eval.novelty import nearest_distances
 from forecasting import metrics
 from forecasting.augment import (ClassicalCopies, Strategy, SyntheticSamples, Transformed,
                                  classical_transform, count_origin, dataset_targets, get_strategy,
@@ -51,7 +52,8 @@ from forecasting.train import fit
 from solargen import io
 from solargen.config import config_layers, config_path, load_config
 from solargen.data.goes import GOES_CLASSES
-from solargen.data.splits import load_folds
+from solargen.data.dataset import load_dataset
+from solargen.data.splits import fold_indices, load_folds
 from solargen.diffusion import run_config
 from solargen.diffusion.pipeline import SolarDiffusionPipeline
 from solargen.diffusion.sample import MIN_CLASS_FRAMES, load_npz, sample_set, thin_classes, write_npz
@@ -90,6 +92,9 @@ class GeneratorSettings:
     # a minority class with fewer frames in the generator's training split is not synthesised
     # (stated in the report): a class seen that rarely is drawn as texture, not as its Sun
     min_class_frames: int = MIN_CLASS_FRAMES
+    # copy filter: a synthetic frame closer (RMS per pixel) to a training-window frame than this
+    # quantile of the held-out (validation) frames' distances is rejected and drawn again; 0: off
+    copy_quantile: float = 0.01
 
 
 @dataclass
@@ -308,7 +313,8 @@ def ensure_synthetic_set(config: AblationConfig, generator: dict[str, Any], set_
     classes, thin = synthesis_classes(config, generator)
     n_max = max(config.n_synthetic)
     key = _hash({"gen": generator["key"], "classes": classes, "n": n_max, "set": set_index,
-                 "sampler": g.sampler, "steps": g.steps, "guidance": g.guidance_scale})
+                 "sampler": g.sampler, "steps": g.steps, "guidance": g.guidance_scale,
+                 **({"copy_quantile": g.copy_quantile} if g.copy_quantile else {})})
     path = cache / "synthetic" / generator["key"] / f"set{set_index}-{''.join(classes)}-n{n_max}-{key}.npz"
     if path.is_file():
         return path
@@ -321,15 +327,68 @@ def ensure_synthetic_set(config: AblationConfig, generator: dict[str, Any], set_
     if torch.cuda.is_available():
         pipeline.to("cuda")
     tic = time.perf_counter()
-    result = sample_set(pipeline, flare_class=[c for c in classes for _ in range(n_max)],
-                        seed=10_000_000 * (set_index + 1), batch_size=g.batch_size,
-                        sampler=g.sampler, num_inference_steps=g.steps,
-                        guidance_scale=g.guidance_scale)
+    draw = lambda letters, round_: sample_set(  # noqa: E731
+        pipeline, flare_class=letters, seed=10_000_000 * (set_index + 1) + 1_000_000 * round_,
+        batch_size=g.batch_size, sampler=g.sampler, num_inference_steps=g.steps,
+        guidance_scale=g.guidance_scale)
+    if g.copy_quantile > 0:
+        result, record = filtered_set(config, generator, classes, n_max, draw)
+    else:
+        result, record = draw([c for c in classes for _ in range(n_max)], 0), None
     meta = json.loads(result["meta"])
+    meta["copy_filter"] = record
     meta["sampling"]["seconds"] = round(time.perf_counter() - tic, 2)
     meta["sampling"]["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     result["meta"] = json.dumps(meta, default=str)
     return write_npz(path, result)
+
+
+COPY_ROUNDS = 4          # draws of a set's rejected frames before a generator is called a copier
+
+
+def copy_filter(images: np.ndarray, train: np.ndarray, heldout: np.ndarray,
+                quantile: float) -> tuple[np.ndarray, float]:
+    """Keep-mask of synthetic `images`: False where the nearest training frame is closer (RMS per
+    pixel) than the `quantile` of the held-out real frames' nearest distances; and that threshold."""
+    threshold = float(np.quantile(nearest_distances(heldout, train, rms=True), quantile))
+    return nearest_distances(images, train, rms=True) >= threshold, threshold
+
+
+def filtered_set(config: AblationConfig, generator: dict[str, Any], classes: list[str], n_max: int,
+                 draw) -> tuple[dict[str, Any], dict[str, Any]]:
+    """n_max copy-filtered frames per class: drawn, filtered against the fold's training-window
+    frames with the threshold from its validation frames (held out from the generator), the
+    rejected ones drawn again with new seeds (at most COPY_ROUNDS rounds)."""
+    ds = load_dataset(config.data)
+    parts = fold_indices(ds.times, load_folds(config.folds).get(generator["fold"]))
+    train = np.asarray(ds.frames[parts["train"]], dtype=np.float32)
+    heldout = np.asarray(ds.frames[parts["val"]], dtype=np.float32)
+    if not len(heldout):
+        raise AblationError(f"{config.folds}: fold {generator['fold']} has no validation frames to "
+                            "set the copy filter's threshold (generator.copy_quantile = 0 turns it off)")
+    kept: dict[str, list] = {c: [] for c in classes}
+    drawn = rejected = 0
+    threshold, result = float("nan"), None
+    for round_ in range(COPY_ROUNDS):
+        letters = [c for c in classes for _ in range(n_max - sum(len(b["seed"]) for b in kept[c]))]
+        if not letters:
+            break
+        result = draw(letters, round_)
+        keep, threshold = copy_filter(result["images"], train, heldout, config.generator.copy_quantile)
+        drawn, rejected = drawn + len(keep), rejected + int((~keep).sum())
+        for c in classes:
+            mine = keep & (np.asarray(result["flare_class"]) == c)
+            kept[c].append({k: v[mine] for k, v in result.items() if k != "meta"})
+    short = {c: n_max - sum(len(b["seed"]) for b in kept[c]) for c in classes}
+    if any(short.values()):
+        raise AblationError(f"{generator['pipeline']}: after {COPY_ROUNDS} draws the copy filter still "
+                            f"lacks {short} frames (rejected {rejected} of {drawn}): the generator "
+                            "reproduces its training frames")
+    merged = {k: np.concatenate([b[k] for c in classes for b in kept[c]]) for k in kept[classes[0]][0]}
+    merged["meta"] = result["meta"]
+    return merged, {"quantile": config.generator.copy_quantile, "threshold_rms": threshold,
+                    "train_frames": len(train), "heldout_frames": len(heldout), "drawn": drawn,
+                    "rejected": rejected, "copy_rate_before": rejected / drawn, "copy_rate_after": 0.0}
 
 
 def generator_class_counts(generator: dict[str, Any]) -> dict[str, int]:
@@ -354,7 +413,7 @@ def load_synthetic(path: Path, fold, classes: list[str], n: int) -> tuple[np.nda
     meta = json.loads(s["meta"])
     check_generator_fold(meta["training"], fold, str(path))
     pick = np.concatenate([np.flatnonzero(s["flare_class"] == c)[:n] for c in classes])
-    return s["images"][pick], s["flare_class"][pick], meta["sampling"]
+    return s["images"][pick], s["flare_class"][pick], {**meta["sampling"], "copy_filter": meta.get("copy_filter")}
 
 
 # ----------------------------------------------------------------------------- one cell

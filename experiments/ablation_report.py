@@ -10,6 +10,7 @@ the first metric and the overall verdict.
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import asdict
 from itertools import cycle
@@ -302,6 +303,15 @@ def write_report(config, results: list[dict[str, Any]], out: str | Path,
                       f"({tr['frames_used']} frames) | {tr['train_window'][0]} .. "
                       f"{tr['train_window'][1]} |")
         md.append("")
+        filters = {json.dumps(r["sampling"]["copy_filter"], sort_keys=True): r["sampling"]["copy_filter"]
+                   for r in results if (r.get("sampling") or {}).get("copy_filter")}
+        if filters:
+            drawn = sum(f["drawn"] for f in filters.values())
+            rejected = sum(f["rejected"] for f in filters.values())
+            md += [f"Copy filter: over {len(filters)} synthetic set(s), {rejected} of {drawn} drawn frames "
+                   f"({rejected / drawn:.1%}) lay closer to a training-window frame than the "
+                   f"{config.generator.copy_quantile:.0%} quantile of the held-out validation frames' "
+                   "distances and were drawn again; none of the frames used is below it.", ""]
         thin = {g["fold"]: g["not_synthesised"] for g in gens.values() if g.get("not_synthesised")}
         if thin:
             md += [f"Minority classes with fewer than {config.generator.min_class_frames} frames in a "

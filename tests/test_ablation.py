@@ -208,6 +208,10 @@ def test_synthetic_frames_only_in_training(first_run, workdir):
     total = sum(r["samples"]["synthetic_train"] for r in results)
     assert f"Synthetic frames in training sets: {total} " in report
     assert "in validation sets: 0; in test sets: 0" in report
+    # every synthetic set went through the copy filter, and the report counts what it rejected
+    filters = [r["sampling"]["copy_filter"] for r in results if r.get("sampling")]
+    assert filters and all(f["copy_rate_after"] == 0.0 and f["drawn"] >= f["rejected"] for f in filters)
+    assert "Copy filter: over" in report
 
 
 def test_generator_trained_on_the_fold_training_split_only(first_run, workdir):
@@ -493,3 +497,16 @@ def test_a_class_from_too_few_training_frames_is_not_synthesised(tmp_path):
     config.generator.min_class_frames = 30
     with pytest.raises(AblationError, match="min_class_frames = 30.*too few: {'M': 24, 'X': 2}"):
         ablation.ensure_synthetic_set(config, generator, 0, tmp_path / "cache")
+
+
+def test_the_copy_filter_rejects_copies_and_keeps_held_out_frames():
+    """An exact training frame and a lightly noised one are rejected; fresh frames from the same
+    distribution pass at about 1 - quantile."""
+    rng = np.random.default_rng(0)
+    train = rng.normal(0, 0.3, (200, 1, 8, 8)).clip(-1, 1)
+    heldout = rng.normal(0, 0.3, (300, 1, 8, 8)).clip(-1, 1)
+    fresh = rng.normal(0, 0.3, (300, 1, 8, 8)).clip(-1, 1)
+    copies = np.stack([train[3], train[7] + rng.normal(0, 0.01, train[7].shape)])
+    keep, threshold = ablation.copy_filter(np.concatenate([copies, fresh]), train, heldout, 0.01)
+    assert threshold > 0 and not keep[:2].any()
+    assert keep[2:].mean() >= 0.95
