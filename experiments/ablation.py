@@ -346,11 +346,17 @@ def ensure_synthetic_set(config: AblationConfig, generator: dict[str, Any], set_
 COPY_ROUNDS = 4          # draws of a set's rejected frames before a generator is called a copier
 
 
+def copy_threshold(train: np.ndarray, heldout: np.ndarray, quantile: float) -> float:
+    """The `quantile` of the held-out real frames' distances (RMS per pixel) to their nearest
+    training frame: a synthetic frame closer than this to a training frame is a copy."""
+    return float(np.quantile(nearest_distances(heldout, train, rms=True), quantile))
+
+
 def copy_filter(images: np.ndarray, train: np.ndarray, heldout: np.ndarray,
-                quantile: float) -> tuple[np.ndarray, float]:
-    """Keep-mask of synthetic `images`: False where the nearest training frame is closer (RMS per
-    pixel) than the `quantile` of the held-out real frames' nearest distances; and that threshold."""
-    threshold = float(np.quantile(nearest_distances(heldout, train, rms=True), quantile))
+                quantile: float, threshold: float | None = None) -> tuple[np.ndarray, float]:
+    """Keep-mask of synthetic `images` (False for copies) and the threshold (given, or computed
+    from the held-out frames)."""
+    threshold = copy_threshold(train, heldout, quantile) if threshold is None else threshold
     return nearest_distances(images, train, rms=True) >= threshold, threshold
 
 
@@ -368,13 +374,13 @@ def filtered_set(config: AblationConfig, generator: dict[str, Any], classes: lis
                             "set the copy filter's threshold (generator.copy_quantile = 0 turns it off)")
     kept: dict[str, list] = {c: [] for c in classes}
     drawn = rejected = 0
-    threshold, result = float("nan"), None
+    threshold, result = copy_threshold(train, heldout, config.generator.copy_quantile), None
     for round_ in range(COPY_ROUNDS):
         letters = [c for c in classes for _ in range(n_max - sum(len(b["seed"]) for b in kept[c]))]
         if not letters:
             break
         result = draw(letters, round_)
-        keep, threshold = copy_filter(result["images"], train, heldout, config.generator.copy_quantile)
+        keep, _ = copy_filter(result["images"], train, heldout, config.generator.copy_quantile, threshold)
         drawn, rejected = drawn + len(keep), rejected + int((~keep).sum())
         for c in classes:
             mine = keep & (np.asarray(result["flare_class"]) == c)
@@ -486,9 +492,9 @@ def run_cell(config: AblationConfig, cell: Cell, data: FoldData, out: Path,
     """Train (or load the cached) forecaster of one cell with forecasting.train and score it on
     the real test window exactly as `forecast cv` does."""
     strategy = get_strategy(cell.strategy)
-    synthetic, sampling, classes = None, None, []
+    synthetic, sampling, classes, thin = None, None, [], {}
     if strategy.synthetic:
-        classes, _ = synthesis_classes(config, generator)
+        classes, thin = synthesis_classes(config, generator)
         frames, letters, sampling = load_synthetic(synthetic_path, data.fold, classes, cell.n)
         synthetic = (frames, letters)
     train, weights = training_set(config, cell, data, strategy, synthetic)
@@ -527,7 +533,7 @@ def run_cell(config: AblationConfig, cell: Cell, data: FoldData, out: Path,
         "generator": None if not strategy.synthetic else {
             **{k2: generator[k2] for k2 in ("key", "pipeline", "fold", "training")},
             "class_counts": generator_class_counts(generator),
-            "not_synthesised": synthesis_classes(config, generator)[1]},
+            "not_synthesised": thin},
         "fit": fit_record,
         "eval_seconds": round(time.perf_counter() - tic, 3),
         "device": "cuda" if torch.cuda.is_available() else "cpu", "history": data.history,

@@ -11,7 +11,7 @@ A unit is one (fold, seed): each deep recipe is trained with `forecasting.train.
 (they do not depend on the seed). Everything finished is reused, so a killed study resumes.
 The increment of a recipe is its test score minus its own floor's on the same fold, paired over
 the units: mean, BCa 95 % interval, Wilcoxon p (from 5 units), Holm-adjusted over every
-(recipe, metric) tested. A seed ensemble averages the seeds' probabilities per fold and decides
+(recipe, metric) tested on the same task. A seed ensemble averages the seeds' probabilities per fold and decides
 by the recipe's rule (thresholds chosen on the averaged validation probabilities, or at the
 training climatology).
 """
@@ -197,7 +197,9 @@ def mean_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     table["collapsed_units"] = grouped["collapsed"].sum().astype(int)
     table["negative_bss_units"] = grouped["bss"].apply(lambda b: int((b < 0).sum()))
     if "val_bss" in frame:          # flagged like a collapsed model: BSS < 0 on validation
-        table["negative_val_bss_units"] = grouped["val_bss"].apply(lambda b: int((b < 0).sum()))
+        # (an ensemble has no validation score of its own: NaN, shown as n/a)
+        table["negative_val_bss_units"] = grouped["val_bss"].apply(
+            lambda b: float((b < 0).sum()) if b.notna().any() else float("nan"))
     return table.reset_index()
 
 
@@ -321,7 +323,7 @@ def render(summary: dict[str, Any]) -> str:
             lines.append(f"| {r['model']} | {r['units']} | {cells} | {r['collapsed_units']} | "
                          f"{r['negative_bss_units']} | {flagged} |")
         lines += ["", f"### Increment over the model's own floor (paired over units; Holm over "
-                  f"every test; p only from {summary['units_needed_for_p']} units)", "",
+                  f"this task's tests; p only from {summary['units_needed_for_p']} units)", "",
                   "| model | floor | metric | units | mean increment | 95 % CI (BCa) | p (Wilcoxon) | p (Holm) |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in summary["increments"]:

@@ -333,15 +333,14 @@ def build_model(name: str, size: str, in_channels: int, image_size: int, num_cla
 
 
 class FloorContaining(ModelMixin, ConfigMixin):
-    """A forecaster that contains its floor: logits = the floor's logits (a logistic regression
-    on the last `floor_inputs` input channels, the constant GOES flux planes, fitted on the
+    """A forecaster that contains its floor: logits = the floor's logits (a logistic regression on
+    the last input channels, one per floor weight: the constant GOES flux planes; fitted on the
     training split and frozen) + the wrapped model's logits, whose heads start at zero. Untrained,
     it forecasts exactly as the floor; what it learns is the image term (the increment)."""
 
     @register_to_config
     def __init__(self, model: str = "resnet", model_config: dict[str, Any] | None = None,
-                 floor_weight: list[list[float]] | None = None, floor_bias: list[float] | None = None,
-                 floor_inputs: int = 2):
+                 floor_weight: list[list[float]] | None = None, floor_bias: list[float] | None = None):
         super().__init__()
         self.inner = MODELS[model](**(model_config or {}))
         weight = torch.tensor(floor_weight, dtype=torch.float32)
@@ -363,7 +362,7 @@ class FloorContaining(ModelMixin, ConfigMixin):
                     head.weight.zero_()
                     head.bias.zero_()
         config = {k: v for k, v in inner.config.items() if not k.startswith("_")}
-        wrapped = cls(model, config, weight.tolist(), bias.tolist(), weight.shape[1])
+        wrapped = cls(model, config, weight.tolist(), bias.tolist())
         wrapped.inner.load_state_dict(inner.state_dict())
         return wrapped
 
@@ -371,7 +370,7 @@ class FloorContaining(ModelMixin, ConfigMixin):
         """The floor's logits from the flux planes' centre pixel (flips and rotations about the
         centre, the trainer's augmentation, leave it unchanged; corners fill with sky)."""
         h, w = x.shape[-2] // 2, x.shape[-1] // 2
-        flux = x[:, -self.config.floor_inputs:, h, w].float()
+        flux = x[:, -self.floor_w.shape[1]:, h, w].float()
         return flux @ self.floor_w.T + self.floor_b
 
     def forward(self, x: torch.Tensor) -> ForecastOutput:

@@ -283,10 +283,7 @@ def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, schedu
             bar.set_postfix(loss=f"{total / batches_done:.4f}")
             if config.max_batches and batches_done >= config.max_batches:
                 break
-        probs, targets = predict(model, batches.val_loader, accelerator, batches.logit_shift,
-                                 desc="validate")
-        scores, thresholds = validation_scores(probs, targets, prep, config.decision)
-        score = metrics.headline(scores)
+        scores, thresholds, score = _validate(model, batches, accelerator, prep, config, "validate")
         improved = np.isfinite(score) and score > progress["best_score"]
         if improved:
             progress.update(best_score=score, best_epoch=epoch, bad_epochs=0,
@@ -298,10 +295,7 @@ def _run_stage(stage: _Stage, accelerator: Accelerator, model, optimizer, schedu
                 progress["best_thresholds"] = thresholds   # the window): keep the latest epoch
                 _save_best(accelerator, model, stage.out)
         log.append({"stage": stage.name, "epoch": epoch, "train_loss": total / max(batches_done, 1),
-                    "lr": scheduler.get_last_lr()[0],
-                    "val_score": score, "val_collapsed": scores["collapsed"],
-                    "val_thresholds": thresholds,
-                    "val": {k: scores[k] for k in scores if k not in ("reliability_ge_m",)}})
+                    "lr": scheduler.get_last_lr()[0], **_val_entry(scores, thresholds, score)})
         progress["epoch"] = epoch + 1
         progress["done"] = (progress["bad_epochs"] >= stage.patience
                             and progress["epoch"] >= stage.min_epochs)
@@ -315,17 +309,26 @@ def _validate_contained_floor(stage: _Stage, accelerator: Accelerator, model, ba
                               prep: FoldData, config: ForecastConfig, progress: dict, log: list) -> None:
     """The untrained floor-containing model (image term at zero: the floor itself) is the first
     candidate of early stopping, so training keeps it unless an epoch beats it on validation."""
-    probs, targets = predict(model, batches.val_loader, accelerator, batches.logit_shift,
-                             desc="validate the floor")
-    scores, thresholds = validation_scores(probs, targets, prep, config.decision)
-    score = metrics.headline(scores)
+    scores, thresholds, score = _validate(model, batches, accelerator, prep, config, "validate the floor")
     if np.isfinite(score):
         progress.update(best_score=score, best_thresholds=thresholds, floor_kept=True)
         _save_best(accelerator, model, stage.out)
-    log.append({"stage": stage.name, "epoch": -1, "train_loss": None, "lr": None, "val_score": score,
-                "val_collapsed": scores["collapsed"], "val_thresholds": thresholds,
-                "val": {k: scores[k] for k in scores if k not in ("reliability_ge_m",)},
-                "note": "the contained floor, before training"})
+    log.append({"stage": stage.name, "epoch": -1, "train_loss": None, "lr": None,
+                **_val_entry(scores, thresholds, score), "note": "the contained floor, before training"})
+
+
+def _validate(model, batches: _Batches, accelerator: Accelerator, prep: FoldData, config: ForecastConfig,
+              desc: str) -> tuple[dict[str, Any], list[float], float]:
+    """The validation scores of `model`, its thresholds (by config.decision) and the headline."""
+    probs, targets = predict(model, batches.val_loader, accelerator, batches.logit_shift, desc=desc)
+    scores, thresholds = validation_scores(probs, targets, prep, config.decision)
+    return scores, thresholds, metrics.headline(scores)
+
+
+def _val_entry(scores: dict[str, Any], thresholds: list[float], score: float) -> dict[str, Any]:
+    """The validation part of a log.json entry."""
+    return {"val_score": score, "val_collapsed": scores["collapsed"], "val_thresholds": thresholds,
+            "val": {k: scores[k] for k in scores if k not in ("reliability_ge_m",)}}
 
 
 class _TaskCriterion(torch.nn.Module):

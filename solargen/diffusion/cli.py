@@ -6,6 +6,7 @@ from pathlib import Path
 
 from solargen.config import add_config_arguments, flag_overrides
 from solargen.diffusion.pipeline import DEFAULT_STEPS, SAMPLERS
+from solargen.diffusion.sample import MIN_CLASS_FRAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,9 +63,9 @@ def _register_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="sampling steps (default depends on the sampler)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
-    p.add_argument("--min-class-frames", type=int, default=None,
+    p.add_argument("--min-class-frames", type=int, default=MIN_CLASS_FRAMES,
                    help="refuse a requested class (--flare-class / --goes-flux) the generator saw fewer "
-                        "training frames of (default 20; 0: none)")
+                        "training frames of (0: none)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
     p.add_argument("--no-png", action="store_true", help="skip per-image PNGs")
@@ -102,8 +103,7 @@ def run_sample(args: argparse.Namespace) -> int:
         conditions = {"n": args.n}
     if args.flare_class or args.goes_flux:     # a requested class; --balanced / --proportions draw them all
         letters = args.flare_class or [flux_to_letter(f) for f in args.goes_flux]
-        S.check_class_frames(pipeline, letters, S.MIN_CLASS_FRAMES if args.min_class_frames is None
-                             else args.min_class_frames)
+        S.check_class_frames(pipeline, letters, args.min_class_frames)
     result = S.sample_set(pipeline, seed=args.seed, batch_size=args.batch_size, sampler=args.scheduler,
                           num_inference_steps=args.steps, guidance_scale=args.guidance, **conditions)
     written = S.write_outputs(args.out, result, pipeline, str(args.model), png=not args.no_png,
